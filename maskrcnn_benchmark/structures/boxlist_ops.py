@@ -33,17 +33,23 @@ def boxlist_iou(boxlist1: BoxList, boxlist2: BoxList, legacy: bool = True) -> to
 
 
 def cat_boxlist(bboxes: Sequence[BoxList]) -> BoxList:
-    """Concatenate BoxLists of one image that carry the same fields."""
+    """Concatenate BoxLists of one image that carry the same fields.
+
+    Pairwise (triplet) fields are joined block-diagonally: pairs across the
+    concatenated parts get 0 (no relation).
+    """
     if not bboxes:
         raise ValueError("cat_boxlist needs at least one BoxList")
     size, mode = bboxes[0].size, bboxes[0].mode
-    fields = set(bboxes[0].fields())
+    fields = bboxes[0].fields()
     for b in bboxes:
-        if b.size != size or b.mode != mode or set(b.fields()) != fields:
+        if b.size != size or b.mode != mode or set(b.fields()) != set(fields):
             raise ValueError("cat_boxlist needs BoxLists with the same size, mode and fields")
     out = BoxList(torch.cat([b.bbox for b in bboxes], dim=0), size, mode)
     for field in fields:
+        parts = [b.get_field(field) for b in bboxes]
         if field in bboxes[0].triplet_extra_fields:
-            raise ValueError(f"cannot concatenate the pairwise field {field!r}")
-        out.add_field(field, torch.cat([b.get_field(field) for b in bboxes], dim=0))
+            out.add_field(field, torch.block_diag(*parts), is_triplet=True)
+        else:
+            out.add_field(field, torch.cat(parts, dim=0))
     return out
