@@ -9,8 +9,6 @@ from maskrcnn_benchmark.data.aspect_ratio_grouping import compute_aspect_ratio_g
 from maskrcnn_benchmark.data.collate_batch import BatchCollator
 from maskrcnn_benchmark.data.samplers import DistributedSampler, GroupedBatchSampler, IterationBasedBatchSampler
 
-torch.set_num_threads(1)
-
 
 class _InfoDataset:
     """Only what the samplers need: a length and per-image height/width."""

@@ -10,8 +10,6 @@ from maskrcnn_benchmark.data.transforms import (ColorJitter, Compose, Normalize,
                                                 RandomVerticalFlip, Resize, ToTensor, build_transforms)
 from maskrcnn_benchmark.structures import BoxList
 
-torch.set_num_threads(1)
-
 PIXEL_MEAN = [102.9801, 115.9465, 122.7717]
 
 

@@ -6,12 +6,9 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-import torch
 
 from maskrcnn_benchmark.data.datasets.visual_genome import load_info, load_label_counts
 from shared_data import require_shared
-
-torch.set_num_threads(1)
 
 PREDICATES = [
     "above", "across", "against", "along", "and", "at", "attached to", "behind", "belonging to", "between",

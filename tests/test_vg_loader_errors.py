@@ -15,7 +15,6 @@ from typing import Any, Callable, Dict
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from maskrcnn_benchmark.data.datasets.visual_genome import (
     VG150_NUM_IMAGES,
@@ -26,8 +25,6 @@ from maskrcnn_benchmark.data.datasets.visual_genome import (
     load_info,
 )
 from shared_data import require_shared
-
-torch.set_num_threads(1)
 
 FILES = {
     "img_dir": "VG_100K",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -25,8 +24,6 @@ from maskrcnn_benchmark.data.datasets.visual_genome import (
 )
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from shared_data import SHARED_DIR, require_shared
-
-torch.set_num_threads(1)
 
 
 FIXTURE_DIR = SHARED_DIR / "fixtures" / "vg_loader"

@@ -84,42 +84,39 @@ class Resize:
         return f"{self.__class__.__name__}(min_size={self.min_size}, max_size={self.max_size})"
 
 
-class RandomHorizontalFlip:
-    """Mirror image and boxes left-right with probability ``prob``.
+class _RandomFlip:
+    """Mirror image and boxes with probability ``prob`` along the axis of ``method``.
 
     Boxes use the BoxList's legacy flip (``x -> w - x - 1``); relation maps are
     untouched since flipping does not change which boxes are related.
     """
 
+    _image_flip = staticmethod(F.hflip)
+    _box_flip = FLIP_LEFT_RIGHT
+
     def __init__(self, prob: float = 0.5) -> None:
         self.prob = prob
 
     def __call__(self, image: ImageLike, target: Target = None) -> Tuple[ImageLike, Target]:
         if random.random() < self.prob:
-            image = F.hflip(image)
+            image = self._image_flip(image)
             if target is not None:
-                target = target.transpose(FLIP_LEFT_RIGHT)
+                target = target.transpose(self._box_flip)
         return image, target
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(prob={self.prob})"
 
 
-class RandomVerticalFlip:
+class RandomHorizontalFlip(_RandomFlip):
+    """Mirror image and boxes left-right with probability ``prob``."""
+
+
+class RandomVerticalFlip(_RandomFlip):
     """Mirror image and boxes top-bottom with probability ``prob``."""
 
-    def __init__(self, prob: float = 0.5) -> None:
-        self.prob = prob
-
-    def __call__(self, image: ImageLike, target: Target = None) -> Tuple[ImageLike, Target]:
-        if random.random() < self.prob:
-            image = F.vflip(image)
-            if target is not None:
-                target = target.transpose(FLIP_TOP_BOTTOM)
-        return image, target
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(prob={self.prob})"
+    _image_flip = staticmethod(F.vflip)
+    _box_flip = FLIP_TOP_BOTTOM
 
 
 class ColorJitter:
