@@ -243,11 +243,7 @@ def _locate_box(box: int, roidb: Dict[str, np.ndarray], image_ids: Optional[Sequ
 
 def _decode_boxes(roidb: Dict[str, np.ndarray], roidb_file: str,
                   image_ids: Optional[Sequence[int]]) -> np.ndarray:
-    """(cx, cy, w, h) at scale 1024 -> integer (x1, y1, x2, y2), as the benchmark converts them.
-
-    x1 = cx - w / 2 is truncated toward zero into the integer dtype (the benchmark
-    writes the float result back into its integer array), then x2 = x1 + w.
-    """
+    """The h5's scale-1024 boxes as integer (x1, y1, x2, y2), after checking they are valid."""
     key = f"boxes_{BOX_SCALE}"
     boxes = roidb[key]
     bad = np.flatnonzero((boxes[:, :2] < 0).any(axis=1) | (boxes[:, 2:] <= 0).any(axis=1))
@@ -256,6 +252,15 @@ def _decode_boxes(roidb: Dict[str, np.ndarray], roidb_file: str,
         raise VGDataError(
             f"{_locate_box(box, roidb, image_ids)} in {key} of {roidb_file} is (cx, cy, w, h) = "
             f"{boxes[box].tolist()}; boxes need cx, cy >= 0 and w, h > 0 ({bad.size} bad box(es) in all)")
+    return decode_center_boxes(boxes)
+
+
+def decode_center_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Integer (cx, cy, w, h) -> integer (x1, y1, x2, y2) with the benchmark's truncation.
+
+    x1 = cx - w / 2 truncated toward zero (the benchmark writes the float result back
+    into its integer array), then x2 = x1 + w; same for y.
+    """
     corner = (boxes[:, :2] - boxes[:, 2:] / 2).astype(boxes.dtype)
     return np.concatenate((corner, corner + boxes[:, 2:]), axis=1)
 
@@ -319,12 +324,17 @@ def _image_relations(roidb: Dict[str, np.ndarray], rows: np.ndarray, roidb_file:
     return rel_rows, owner, triples
 
 
+def _intersection_area(boxes1: np.ndarray, boxes2: np.ndarray, offset: float) -> np.ndarray:
+    """Intersection areas of broadcastable xyxy box arrays; ``offset`` is the pixel offset (1 = legacy)."""
+    lt = np.maximum(boxes1[..., :2], boxes2[..., :2])
+    rb = np.minimum(boxes1[..., 2:], boxes2[..., 2:])
+    wh = (rb - lt + offset).clip(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
 def _legacy_boxes_intersect(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """Row-wise: do the boxes overlap under the +1 pixel convention (legacy IoU > 0)?"""
-    off = pixel_offset(True)
-    width = np.minimum(boxes1[:, 2], boxes2[:, 2]) - np.maximum(boxes1[:, 0], boxes2[:, 0]) + off
-    height = np.minimum(boxes1[:, 3], boxes2[:, 3]) - np.maximum(boxes1[:, 1], boxes2[:, 1]) + off
-    return (width > 0) & (height > 0)
+    return _intersection_area(boxes1, boxes2, pixel_offset(True)) > 0
 
 
 def load_graphs(roidb_file: str, split: str, num_im: int, num_val_im: int, filter_empty_rels: bool,
@@ -374,10 +384,7 @@ def load_graphs(roidb_file: str, split: str, num_im: int, num_val_im: int, filte
 # ------------------------------------------------------------------ statistics
 def bbox_overlaps(boxes1: np.ndarray, boxes2: np.ndarray, to_move: float = 1) -> np.ndarray:
     """Pairwise intersection areas (N, M) of xyxy boxes; ``to_move`` is the pixel offset (1 = legacy)."""
-    lt = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (rb - lt + to_move).clip(min=0)
-    return wh[:, :, 0] * wh[:, :, 1]
+    return _intersection_area(boxes1[:, None], boxes2[None], to_move)
 
 
 def box_filter(boxes: np.ndarray, must_overlap: bool = False) -> np.ndarray:

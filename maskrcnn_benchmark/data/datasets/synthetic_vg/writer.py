@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Sequence
 import h5py
 import numpy as np
 
+from ..visual_genome import BOX_SCALE, decode_center_boxes
 from .world import SyntheticWorld, class_attributes
 
 ROIDB_FILE = "VG-SGG-with-attri.h5"
@@ -52,14 +53,6 @@ def encode_boxes(boxes: np.ndarray, long_sides: np.ndarray, scale: int) -> np.nd
     return np.concatenate([centre, size], axis=1).astype(np.int32)
 
 
-def decode_boxes(encoded: np.ndarray, long_sides: np.ndarray, scale: int) -> np.ndarray:
-    """The benchmark's decode of (cx, cy, w, h) at ``scale`` into pixel (x1, y1, x2, y2)."""
-    corners = encoded.astype(np.int64).copy()
-    corners[:, :2] = np.trunc(corners[:, :2] - corners[:, 2:] / 2)
-    corners[:, 2:] = corners[:, :2] + corners[:, 2:]
-    return corners / scale * long_sides[:, None]
-
-
 def first_last_ranges(counts: np.ndarray) -> np.ndarray:
     """Inclusive global (first, last) index per image from per-image counts, -1 where the count is 0."""
     last = np.cumsum(counts) - 1
@@ -97,14 +90,15 @@ def write_roidb(path: str, world: SyntheticWorld, scenes: Sequence[SceneAnnotati
         "img_to_first_rel": rel_ranges[0],
         "img_to_last_rel": rel_ranges[1],
         "labels": labels[:, None],
-        "boxes_1024": encode_boxes(boxes, long_sides, 1024),
+        "boxes_1024": encode_boxes(boxes, long_sides, BOX_SCALE),
         "boxes_512": encode_boxes(boxes, long_sides, 512),
         "active_object_mask": np.ones((len(labels), 1), dtype=bool),
         "relationships": relations[:, :2].astype(np.int32),
         "predicates": relations[:, 2:3],
         "attributes": attributes,
     }
-    if not np.array_equal(decode_boxes(datasets["boxes_1024"], long_sides, 1024), boxes):
+    decoded = decode_center_boxes(datasets["boxes_1024"]) / BOX_SCALE * long_sides[:, None]
+    if not np.array_equal(decoded, boxes):
         raise RuntimeError("boxes_1024 does not decode back to the drawn boxes; check image_long_side")
     with h5py.File(path, "w") as roidb:
         for name, values in datasets.items():
