@@ -1,0 +1,1 @@
+"""Detector and heads: GeneralizedRCNN with ResNet/ResNeXt-FPN, RPN and ROI heads."""

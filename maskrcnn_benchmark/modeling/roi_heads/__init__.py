@@ -1,0 +1,1 @@
+"""ROI heads (box head here; the relation head lives in ``relation_head``)."""

@@ -1,0 +1,4 @@
+"""Region proposal network."""
+from .rpn import RPNModule, build_rpn
+
+__all__ = ["RPNModule", "build_rpn"]
