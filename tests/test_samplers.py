@@ -66,6 +66,16 @@ def test_distributed_pads_tiny_datasets():
     assert shards == [[0], [1], [0], [1], [0]]
 
 
+@pytest.mark.parametrize("world_size", [1, 2, 3, 5])
+@pytest.mark.parametrize("n", [2, 10, 12])
+def test_unpadded_shards_hold_every_image_exactly_once(world_size, n):
+    samplers = [DistributedSampler(list(range(n)), world_size, rank, shuffle=False, pad=False)
+                for rank in range(world_size)]
+    shards = [list(s) for s in samplers]
+    assert [len(s) for s in samplers] == [len(s) for s in shards]
+    assert [i for shard in shards for i in shard] == list(range(n))
+
+
 def test_distributed_needs_world_when_not_initialised():
     with pytest.raises(RuntimeError):
         DistributedSampler([0, 1])

@@ -19,12 +19,16 @@ class DistributedSampler(Sampler[int]):
     iterations. The shuffle is a ``torch.randperm`` seeded with the epoch, so
     all ranks agree on it and :meth:`set_epoch` makes each epoch reproducible.
 
+    ``pad=False`` (evaluation) skips the padding: the shards are then disjoint
+    and together hold every image exactly once, so per-image results summed over
+    ranks equal those of one process; the last ranks may get fewer images.
+
     ``num_replicas`` and ``rank`` default to the initialised process group's;
     given explicitly, no process group is needed.
     """
 
     def __init__(self, dataset: Sized, num_replicas: Optional[int] = None, rank: Optional[int] = None,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool = True, pad: bool = True) -> None:
         if num_replicas is None or rank is None:
             if not (dist.is_available() and dist.is_initialized()):
                 raise RuntimeError("num_replicas and rank are required when torch.distributed is not initialised")
@@ -36,6 +40,7 @@ class DistributedSampler(Sampler[int]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.shuffle = shuffle
+        self.pad = pad
         self.epoch = 0
         self.num_samples = int(math.ceil(len(dataset) / num_replicas))
         self.total_size = self.num_samples * num_replicas
@@ -56,10 +61,15 @@ class DistributedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         offset = self.num_samples * self.rank
-        return iter(self._padded_indices()[offset: offset + self.num_samples])
+        indices = self._padded_indices()
+        if not self.pad:
+            indices = indices[:len(self.dataset)]
+        return iter(indices[offset: offset + self.num_samples])
 
     def __len__(self) -> int:
-        return self.num_samples
+        if self.pad:
+            return self.num_samples
+        return max(0, min(self.num_samples, len(self.dataset) - self.num_samples * self.rank))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffle for ``epoch`` (same epoch, same order)."""
