@@ -256,6 +256,11 @@ _C.TEST.SAVE_PROPOSALS = False
 _C.TEST.ALLOW_LOAD_FROM_CACHE = True
 _C.TEST.CUSTUM_EVAL = False
 _C.TEST.CUSTUM_PATH = "."
+# Number COCO GT annotations from 0 as the benchmark does (its first GT box can never match).
+_C.TEST.COCO_LEGACY_ANN_IDS = False
+# Relation tests also write predictions.pth + visual_info.json (for tools/visualize_scene_graph.py).
+_C.TEST.SAVE_PREDICTIONS = False
+_C.TEST.SAVE_PREDICTIONS_TOP_REL = 100  # relations kept per image in predictions.pth
 
 _C.TEST.BBOX_AUG = CN()
 _C.TEST.BBOX_AUG.ENABLED = False
@@ -270,6 +275,8 @@ _C.TEST.RELATION.IOU_THRESHOLD = 0.5
 _C.TEST.RELATION.REQUIRE_OVERLAP = True
 _C.TEST.RELATION.LATER_NMS_PREDICTION_THRES = 0.3
 _C.TEST.RELATION.SYNC_GATHER = False
+# Zero-shot triplets file (subject label, object label, predicate) for zR@K; "" = no zero-shot metrics.
+_C.TEST.RELATION.ZEROSHOT_TRIPLETS = ""
 
 # ---------------------------------------------------------------------------
 # Misc
