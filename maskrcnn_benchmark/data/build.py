@@ -18,6 +18,7 @@ from maskrcnn_benchmark.utils.comm import get_rank, get_world_size
 from . import datasets as D
 from .aspect_ratio_grouping import make_batch_data_sampler
 from .collate_batch import BatchCollator
+from .datasets.subset import IndexFilter, restrict_dataset
 from .samplers import DistributedSampler
 from .transforms import build_transforms
 
@@ -77,18 +78,22 @@ def _dataset_names(cfg, mode: str) -> Sequence[str]:
 
 def _make_sampler(dataset, shuffle: bool, distributed: bool) -> torch.utils.data.Sampler:
     """Shuffled training always goes through DistributedSampler so its order is seeded by epoch
-    and a resumed run continues the same sequence, with one process or many."""
+    and a resumed run continues the same sequence, with one process or many. Evaluation
+    shards are not padded, so every image is evaluated exactly once across ranks."""
     if shuffle or distributed:
-        return DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=shuffle)
+        return DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=shuffle,
+                                  pad=shuffle)
     return torch.utils.data.SequentialSampler(dataset)
 
 
 def make_data_loader(cfg, mode: str = "train", is_distributed: bool = False,
-                     start_iter: int = 0) -> Any:
+                     start_iter: int = 0, index_filter: Optional[IndexFilter] = None) -> Any:
     """The benchmark's data loaders: one iteration-based loader for train, a list otherwise.
 
     The batch sizes in the config are global: each of the ``world_size`` processes
-    loads ``IMS_PER_BATCH / world_size`` images.
+    loads ``IMS_PER_BATCH / world_size`` images. ``index_filter(dataset)``, when
+    given, returns the indices of the images to use; samplers and batching then
+    run over that subset (train: over the concatenated datasets).
     """
     if mode not in MODES:
         raise ValueError(f"mode should be one of {MODES}, got {mode!r}")
@@ -106,6 +111,8 @@ def make_data_loader(cfg, mode: str = "train", is_distributed: bool = False,
     datasets = build_dataset(cfg, _dataset_names(cfg, mode), build_transforms(cfg, is_train))
     if is_train:
         datasets = [torch.utils.data.ConcatDataset(datasets)] if len(datasets) > 1 else datasets
+    if index_filter is not None:
+        datasets = [restrict_dataset(dataset, index_filter) for dataset in datasets]
     loaders = []
     for dataset in datasets:
         sampler = _make_sampler(dataset, shuffle=is_train, distributed=is_distributed)

@@ -1,4 +1,4 @@
 """ROI box head."""
-from .box_head import ROIBoxHead, build_roi_box_head, relation_mode
+from .box_head import ROIBoxHead, build_roi_box_head
 
-__all__ = ["ROIBoxHead", "build_roi_box_head", "relation_mode"]
+__all__ = ["ROIBoxHead", "build_roi_box_head"]

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from maskrcnn_benchmark.config.modes import RELATION_MODES, detector_mode_from_config
 from maskrcnn_benchmark.structures import BoxList
 
 from .inference import PostProcessor, make_roi_box_post_processor
@@ -13,20 +14,6 @@ from .loss import FastRCNNLossComputation, make_roi_box_loss_evaluator
 from .roi_box_feature_extractors import make_roi_box_feature_extractor
 from .roi_box_predictors import make_roi_box_predictor
 from .sampling import FastRCNNSampling, make_roi_box_samp_processor
-
-RELATION_MODES = ("predcls", "sgcls", "sgdet")
-
-
-def relation_mode(cfg) -> Optional[str]:
-    """None for a plain detector, else "predcls", "sgcls" or "sgdet" from the relation head's
-    USE_GT_BOX / USE_GT_OBJECT_LABEL (without GT boxes the mode is SGDet whatever the label flag)."""
-    if not cfg.MODEL.RELATION_ON:
-        return None
-    head = cfg.MODEL.ROI_RELATION_HEAD
-    if not head.USE_GT_BOX:
-        return "sgdet"
-    return "predcls" if head.USE_GT_OBJECT_LABEL else "sgcls"
-
 
 def add_predict_logits(proposals: Sequence[BoxList], class_logits: torch.Tensor) -> List[BoxList]:
     """Give each image's proposals their rows of ``class_logits`` as field ``predict_logits``."""
@@ -117,5 +104,5 @@ def build_roi_box_head(cfg, in_channels: int) -> ROIBoxHead:
         post_processor=make_roi_box_post_processor(cfg),
         loss_evaluator=make_roi_box_loss_evaluator(cfg),
         samp_processor=make_roi_box_samp_processor(cfg),
-        relation_mode=relation_mode(cfg),
+        relation_mode=detector_mode_from_config(cfg),
     )
