@@ -84,3 +84,16 @@ def test_synthetic_catalog_needs_its_info_file(tmp_path):
     (tmp_path / "synthetic_vg" / "synthetic_vg_info.json").write_text('{"num_val_im": 7}')
     args = DatasetCatalog.get("synthetic_vg_val", str(tmp_path))["args"]
     assert args["num_val_im"] == 7 and args["split"] == "val"
+
+
+def test_base_files_are_merged_first_and_cycles_are_errors(tmp_path):
+    from maskrcnn_benchmark.config import cfg as defaults
+
+    (tmp_path / "base.yaml").write_text("SOLVER:\n  MAX_ITER: 7\n  BASE_LR: 0.5\n")
+    (tmp_path / "child.yaml").write_text("_BASE_: base.yaml\nSOLVER:\n  BASE_LR: 0.25\n")
+    config = defaults.clone()
+    config.merge_from_file(str(tmp_path / "child.yaml"))
+    assert (config.SOLVER.MAX_ITER, config.SOLVER.BASE_LR) == (7, 0.25)
+    (tmp_path / "loop.yaml").write_text("_BASE_: loop.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        defaults.clone().merge_from_file(str(tmp_path / "loop.yaml"))
