@@ -49,6 +49,21 @@ def check_statistics(cfg, statistics: Mapping[str, Any]) -> None:
             raise ValueError(f"statistics have {len(statistics[key])} {key} but the config expects {count}")
 
 
+def context_predictor_args(cfg, in_channels: int, statistics: Mapping[str, Any],
+                           always_bias: bool = False) -> Dict[str, Any]:
+    """The constructor arguments that MOTIFS, VCTree and Transformer read alike from the config:
+    class word vectors, class counts, dimensions, PREDICT_USE_VISION / PREDICT_USE_BIAS, mode."""
+    check_statistics(cfg, statistics)
+    head = cfg.MODEL.ROI_RELATION_HEAD
+    use_bias = always_bias or head.PREDICT_USE_BIAS
+    return dict(class_vectors=class_vectors_from_config(cfg, statistics["obj_classes"]),
+                num_rel_classes=head.NUM_CLASSES, in_channels=in_channels,
+                pred_dist=torch.as_tensor(statistics["pred_dist"]) if use_bias else None,
+                hidden_dim=head.CONTEXT_HIDDEN_DIM, pooling_dim=head.CONTEXT_POOLING_DIM,
+                union_dim=cfg.MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM, use_vision=head.PREDICT_USE_VISION,
+                mode=mode_from_config(cfg))
+
+
 def pair_inputs(edge_ctx: torch.Tensor, obj_preds: torch.Tensor, post_emb: nn.Linear, num_objs: Sequence[int],
                 rel_pair_idxs: Sequence[torch.Tensor], relu: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(prod_rep [sum R, 2 h], pair_pred [sum R, 2])``: each pair's subject ("head") and object
@@ -70,7 +85,8 @@ def _split(obj_dists: torch.Tensor, rel_dists: torch.Tensor, proposals: Sequence
 
 
 class _ContextPredictor(nn.Module):
-    """Shared pairwise head: ``post_emb`` -> head/tail -> ``post_cat`` (x union features) -> logits."""
+    """Shared pieces: the pairwise head (``post_emb`` -> head/tail -> ``post_cat``, x union features)
+    and ``up_dim``, which IMP uses too."""
 
     def _init_pairwise(self, hidden_dim: int, pooling_dim: int) -> None:
         self.hidden_dim = hidden_dim
@@ -120,14 +136,10 @@ class MotifPredictor(_ContextPredictor):
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, statistics: Mapping[str, Any]) -> "MotifPredictor":
-        check_statistics(cfg, statistics)
         head = cfg.MODEL.ROI_RELATION_HEAD
-        return cls(class_vectors_from_config(cfg, statistics["obj_classes"]), head.NUM_CLASSES, in_channels,
-                   torch.as_tensor(statistics["pred_dist"]) if head.PREDICT_USE_BIAS else None,
-                   hidden_dim=head.CONTEXT_HIDDEN_DIM, pooling_dim=head.CONTEXT_POOLING_DIM,
-                   union_dim=cfg.MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM, use_vision=head.PREDICT_USE_VISION,
+        return cls(**context_predictor_args(cfg, in_channels, statistics),
                    dropout_rate=head.CONTEXT_DROPOUT_RATE, num_obj_layers=head.CONTEXT_OBJ_LAYER,
-                   num_edge_layers=head.CONTEXT_REL_LAYER, mode=mode_from_config(cfg),
+                   num_edge_layers=head.CONTEXT_REL_LAYER,
                    nms_thresh=cfg.TEST.RELATION.LATER_NMS_PREDICTION_THRES,
                    effect_analysis=head.CAUSAL.EFFECT_ANALYSIS)
 
@@ -169,14 +181,10 @@ class VCTreePredictor(_ContextPredictor):
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, statistics: Mapping[str, Any]) -> "VCTreePredictor":
-        check_statistics(cfg, statistics)
         head = cfg.MODEL.ROI_RELATION_HEAD
-        return cls(class_vectors_from_config(cfg, statistics["obj_classes"]), head.NUM_CLASSES, in_channels,
-                   torch.as_tensor(statistics["pred_dist"]), hidden_dim=head.CONTEXT_HIDDEN_DIM,
-                   pooling_dim=head.CONTEXT_POOLING_DIM, union_dim=cfg.MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM,
-                   use_vision=head.PREDICT_USE_VISION, dropout_rate=head.CONTEXT_DROPOUT_RATE,
-                   num_obj_layers=head.CONTEXT_OBJ_LAYER, num_edge_layers=head.CONTEXT_REL_LAYER,
-                   mode=mode_from_config(cfg), effect_analysis=head.CAUSAL.EFFECT_ANALYSIS)
+        return cls(**context_predictor_args(cfg, in_channels, statistics, always_bias=True),
+                   dropout_rate=head.CONTEXT_DROPOUT_RATE, num_obj_layers=head.CONTEXT_OBJ_LAYER,
+                   num_edge_layers=head.CONTEXT_REL_LAYER, effect_analysis=head.CAUSAL.EFFECT_ANALYSIS)
 
     def forward(self, proposals: Sequence[BoxList], rel_pair_idxs: Sequence[torch.Tensor],
                 rel_labels: Optional[Sequence[torch.Tensor]], rel_binarys: Optional[Sequence[torch.Tensor]],
@@ -221,16 +229,11 @@ class TransformerPredictor(_ContextPredictor):
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, statistics: Mapping[str, Any]) -> "TransformerPredictor":
-        check_statistics(cfg, statistics)
-        head = cfg.MODEL.ROI_RELATION_HEAD
-        tr = head.TRANSFORMER
-        return cls(class_vectors_from_config(cfg, statistics["obj_classes"]), head.NUM_CLASSES, in_channels,
-                   torch.as_tensor(statistics["pred_dist"]) if head.PREDICT_USE_BIAS else None,
-                   hidden_dim=head.CONTEXT_HIDDEN_DIM, pooling_dim=head.CONTEXT_POOLING_DIM,
-                   union_dim=cfg.MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM, use_vision=head.PREDICT_USE_VISION,
+        tr = cfg.MODEL.ROI_RELATION_HEAD.TRANSFORMER
+        return cls(**context_predictor_args(cfg, in_channels, statistics),
                    obj_layers=tr.OBJ_LAYER, edge_layers=tr.REL_LAYER, num_head=tr.NUM_HEAD,
                    inner_dim=tr.INNER_DIM, key_dim=tr.KEY_DIM, val_dim=tr.VAL_DIM, dropout_rate=tr.DROPOUT_RATE,
-                   mode=mode_from_config(cfg), nms_thresh=cfg.TEST.RELATION.LATER_NMS_PREDICTION_THRES)
+                   nms_thresh=cfg.TEST.RELATION.LATER_NMS_PREDICTION_THRES)
 
     def forward(self, proposals: Sequence[BoxList], rel_pair_idxs: Sequence[torch.Tensor],
                 rel_labels: Optional[Sequence[torch.Tensor]], rel_binarys: Optional[Sequence[torch.Tensor]],
@@ -247,7 +250,7 @@ class TransformerPredictor(_ContextPredictor):
         return (*_split(obj_dists, rel_dists, proposals, rel_pair_idxs), {})
 
 
-class IMPPredictor(nn.Module):
+class IMPPredictor(_ContextPredictor):
     """IMP: relation logits from message passing over union features; no frequency bias.
 
     Args:
@@ -262,9 +265,7 @@ class IMPPredictor(nn.Module):
         super().__init__()
         self.context_layer = IMPContext(num_obj_classes, num_rel_classes, in_channels, pooling_dim,
                                         hidden_dim=hidden_dim, mode=mode)
-        self.union_single_not_match = pooling_dim != union_dim
-        if self.union_single_not_match:
-            self.up_dim = xavier_init(nn.Linear(union_dim, pooling_dim))
+        self._init_up_dim(pooling_dim, union_dim)
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, statistics: Mapping[str, Any]) -> "IMPPredictor":
@@ -279,7 +280,6 @@ class IMPPredictor(nn.Module):
                 roi_features: torch.Tensor, union_features: torch.Tensor, logger=None) -> PredictorOutput:
         if union_features is None:
             raise ValueError("IMPPredictor needs union features (PREDICT_USE_VISION True)")
-        if self.union_single_not_match:
-            union_features = self.up_dim(union_features)
-        obj_dists, rel_dists = self.context_layer(roi_features, proposals, union_features, rel_pair_idxs)
+        obj_dists, rel_dists = self.context_layer(roi_features, proposals, self._union(union_features),
+                                                  rel_pair_idxs)
         return (*_split(obj_dists, rel_dists, proposals, rel_pair_idxs), {})
