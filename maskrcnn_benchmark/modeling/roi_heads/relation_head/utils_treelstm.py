@@ -22,6 +22,15 @@ def _node_mask(mask: Optional[torch.Tensor], forest: BinaryForest, level: torch.
     return mask[forest.image[level]] if mask is not None else None
 
 
+def _highway_output(o: torch.Tensor, c_new: torch.Tensor, r: torch.Tensor, skip: torch.Tensor,
+                    node_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """A level's new hidden state: the LSTM output mixed with the input projection ``skip`` by the
+    highway gate ``r``, then the nodes' dropout mask (both directions share this)."""
+    highway = torch.sigmoid(r)
+    h_new = highway * (torch.sigmoid(o) * torch.tanh(c_new)) + (1 - highway) * skip
+    return h_new * node_mask if node_mask is not None else h_new
+
+
 def _or_sentinel(index: torch.Tensor, sentinel: int) -> torch.Tensor:
     """Replace -1 (no node) by the row ``sentinel`` that holds zero states."""
     return torch.where(index >= 0, index, torch.full_like(index, sentinel))
@@ -59,12 +68,7 @@ class TreeLSTMUpCell(nn.Module):
             gates = self.ioffux(x) + self.ioffuh_left(lh) + self.ioffuh_right(rh)
             i, o, f_l, f_r, u, r = gates.chunk(6, dim=1)
             c_new = torch.sigmoid(i) * torch.tanh(u) + torch.sigmoid(f_l) * lc + torch.sigmoid(f_r) * rc
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            highway = torch.sigmoid(r)
-            h_new = highway * h_new + (1 - highway) * self.px(x)
-            node_mask = _node_mask(mask, forest, level)
-            if node_mask is not None:
-                h_new = h_new * node_mask
+            h_new = _highway_output(o, c_new, r, self.px(x), _node_mask(mask, forest, level))
             c = c.index_put((level,), c_new.to(c.dtype))
             h = h.index_put((level,), h_new.to(h.dtype))
         return h[:num]
@@ -128,12 +132,7 @@ class TreeLSTMDownCell(nn.Module):
             gates = self.iofux(x) + self.iofuh(h[p])
             i, o, f, u, r = gates.chunk(5, dim=1)
             c_new = torch.sigmoid(i) * torch.tanh(u) + torch.sigmoid(f) * c[p]
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            highway = torch.sigmoid(r)
-            h_new = highway * h_new + (1 - highway) * self.px(x)
-            node_mask = _node_mask(mask, forest, level)
-            if node_mask is not None:
-                h_new = h_new * node_mask
+            h_new = _highway_output(o, c_new, r, self.px(x), _node_mask(mask, forest, level))
             c = c.index_put((level,), c_new.to(c.dtype))
             h = h.index_put((level,), h_new.to(h.dtype))
             if decode:
