@@ -61,12 +61,12 @@ def result_dict_from_metrics(result: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def _gather_predictions(local: Dict[int, Dict[str, torch.Tensor]]) -> Dict[int, Dict[str, torch.Tensor]]:
+def _gather_predictions(local: Dict[int, Any]) -> Dict[int, Any]:
     if get_world_size() == 1:
         return local
     parts: Optional[List[Any]] = [None] * get_world_size() if is_main_process() else None
     dist.gather_object(local, parts, dst=0)
-    merged: Dict[int, Dict[str, torch.Tensor]] = {}
+    merged: Dict[int, Any] = {}
     for part in parts or []:
         merged.update(part)
     return merged
@@ -77,14 +77,11 @@ def _write_json(obj: Any, path: str) -> None:
         json.dump(obj, f, indent=1)
 
 
-def _visual_info(dataset, image_ids: Sequence[int]) -> List[Dict[str, Any]]:
-    info = []
-    for entry, index in enumerate(image_ids):
-        gt = dataset.get_groundtruth(index, evaluation=True)
-        info.append({"img_file": dataset.filenames[index], "image_index": int(index), "prediction": entry,
-                     "groundtruth": gt.convert("xyxy").bbox.tolist(),
-                     "labels": [dataset.ind_to_classes[i] for i in gt.get_field("labels").tolist()]})
-    return info
+def _visual_entry(dataset, index: int, groundtruth: BoxList) -> Dict[str, Any]:
+    """One image's line of visual_info.json (its ``prediction`` position is filled in when writing)."""
+    return {"img_file": dataset.filenames[index], "image_index": int(index),
+            "groundtruth": groundtruth.convert("xyxy").bbox.tolist(),
+            "labels": [dataset.ind_to_classes[i] for i in groundtruth.get_field("labels").tolist()]}
 
 
 def relation_inference(cfg, model: torch.nn.Module, data_loader: Any, dataset_name: str, device: torch.device,
@@ -100,7 +97,7 @@ def relation_inference(cfg, model: torch.nn.Module, data_loader: Any, dataset_na
     train_counts = torch.as_tensor(get_dataset_statistics(cfg)["fg_matrix"]).sum(dim=(0, 1)).tolist()
     evaluator = build_sgg_evaluator(cfg, dataset, train_predicate_counts=train_counts)
     save_predictions = bool(cfg.TEST.SAVE_PREDICTIONS) and output_folder is not None
-    kept: Dict[int, Dict[str, torch.Tensor]] = {}
+    kept: Dict[int, Any] = {}  # image index -> (compact prediction, visual_info entry)
 
     def on_batch(image_ids: Sequence[int], outputs: Sequence[BoxList]) -> None:
         for index, prediction in zip(image_ids, outputs):
@@ -108,7 +105,8 @@ def relation_inference(cfg, model: torch.nn.Module, data_loader: Any, dataset_na
             prediction = prediction.resize(groundtruth.size)
             evaluator.add(groundtruth, prediction, image_id=index)
             if save_predictions:
-                kept[int(index)] = compact_prediction(prediction, cfg.TEST.SAVE_PREDICTIONS_TOP_REL)
+                kept[int(index)] = (compact_prediction(prediction, cfg.TEST.SAVE_PREDICTIONS_TOP_REL),
+                                    _visual_entry(dataset, index, groundtruth))
 
     logger.info("Evaluating %s on %s (%d images)", evaluator.mode, dataset_name, len(dataset))
     run_inference(model, data_loader, device, on_batch, desc=f"test {dataset_name}", logger=logger)
@@ -131,7 +129,8 @@ def relation_inference(cfg, model: torch.nn.Module, data_loader: Any, dataset_na
             if save_predictions:
                 order = sorted(kept)
                 with atomic_path(os.path.join(output_folder, "predictions.pth")) as tmp:
-                    torch.save([kept[i] for i in order], tmp)
-                _write_json(_visual_info(dataset, order), os.path.join(output_folder, "visual_info.json"))
+                    torch.save([kept[i][0] for i in order], tmp)
+                visual_info = [dict(kept[i][1], prediction=position) for position, i in enumerate(order)]
+                _write_json(visual_info, os.path.join(output_folder, "visual_info.json"))
             logger.info("Wrote the evaluation of %s to %s", dataset_name, output_folder)
     return result
