@@ -12,7 +12,6 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 
 from maskrcnn_benchmark.data import make_data_loader
 from maskrcnn_benchmark.data.datasets.evaluation.vg.coco_boxes import BoxCollector
@@ -20,7 +19,7 @@ from maskrcnn_benchmark.modeling.detector import build_detection_model
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.utils.atomic_io import atomic_path
 from maskrcnn_benchmark.utils.checkpoint import unwrap_model
-from maskrcnn_benchmark.utils.comm import get_world_size, is_main_process, synchronize
+from maskrcnn_benchmark.utils.comm import broadcast_from_main, is_main_process, synchronize
 from maskrcnn_benchmark.utils.tensorboard import TensorboardLogger
 
 from .defaults import RunContext
@@ -48,10 +47,7 @@ def box_inference(cfg, model: torch.nn.Module, data_loader: Any, dataset_name: s
     run_inference(model, data_loader, device, on_batch, desc=f"test {dataset_name}", logger=logger)
     collector.gather()
     result = collector.evaluate(legacy_ann_ids=cfg.TEST.COCO_LEGACY_ANN_IDS) if is_main_process() else None
-    if get_world_size() > 1:
-        holder = [result]
-        dist.broadcast_object_list(holder, src=0)
-        result = holder[0]
+    result = broadcast_from_main(result)
     if is_main_process():
         logger.info("Detection evaluation mAp=%.4f (COCO AP at IoU 0.50) on %s", result["mAP50"], dataset_name)
         for name, value in zip(result["coco_stat_names"], result["coco_stats"]):

@@ -27,7 +27,7 @@ from maskrcnn_benchmark.data.build import get_dataset_statistics
 from maskrcnn_benchmark.data.datasets.evaluation.vg import build_sgg_evaluator
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.utils.atomic_io import atomic_path
-from maskrcnn_benchmark.utils.comm import get_world_size, is_main_process
+from maskrcnn_benchmark.utils.comm import broadcast_from_main, get_world_size, is_main_process
 
 from .inference_loop import run_inference
 
@@ -115,10 +115,7 @@ def relation_inference(cfg, model: torch.nn.Module, data_loader: Any, dataset_na
         kept = _gather_predictions(kept)
 
     result = evaluator.result() if is_main_process() else None
-    if get_world_size() > 1:
-        holder = [result]
-        dist.broadcast_object_list(holder, src=0)
-        result = holder[0]
+    result = broadcast_from_main(result)
     if is_main_process():
         for line in evaluator.log_lines():
             logger.info(line)

@@ -1,4 +1,6 @@
 """Process-group helpers that also work when torch.distributed is not initialised."""
+from typing import Any
+
 import torch.distributed as dist
 
 
@@ -22,3 +24,12 @@ def synchronize() -> None:
     """Barrier across all processes; a no-op for a single process."""
     if get_world_size() > 1:
         dist.barrier()
+
+
+def broadcast_from_main(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every process (``obj`` itself for a single process)."""
+    if get_world_size() == 1:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
