@@ -56,6 +56,7 @@ setup(
     version="0.1.0",
     description="Scene graph generation on PyTorch 2.x with the Scene-Graph-Benchmark's layout, and HML built in",
     packages=find_packages(include=("maskrcnn_benchmark*", "hml_patch*")),
+    package_data={"hml_patch": ["official_constants.json"]},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "torchvision", "yacs", "numpy", "h5py", "tqdm", "pillow"],
     ext_modules=ext_modules,

@@ -42,10 +42,12 @@ def train(save_dir, cfg, *, seed=0, hooks=(), val_fn=None, val_period=0, custom_
 class Recorder(TrainHook):
     def __init__(self, kill_at=None):
         self.iterations = []
+        self.outcomes = []
         self.kill_at = kill_at
 
-    def after_step(self, iteration, model):
+    def after_step(self, iteration, model, outcome):
         self.iterations.append(iteration)
+        self.outcomes.append(outcome)
         if iteration == self.kill_at:
             raise KeyboardInterrupt
 
@@ -138,6 +140,31 @@ def test_hooks_see_unscaled_gradients_before_step():
     do_train(model, make_loader(ToyDataset(), 3), optimizer, scheduler, checkpointer, CPU, 0, {"iteration": 0},
              hooks=[probe])
     assert probe.had_grads == [True, True, True]
+
+
+def test_step_outcome_reports_loss_and_clip_factor():
+    """after_step gets the logged total loss and the factor clipping applied (gradients seen in
+    before_step are the clipped ones, so their norm times 1/clip_coef is the unclipped norm)."""
+    class NormProbe(TrainHook):
+        def __init__(self):
+            self.unclipped, self.clipped = [], []
+
+        def after_backward(self, iteration, model):
+            self.unclipped.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
+
+        def before_step(self, iteration, model):
+            self.clipped.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
+
+    probe, recorder = NormProbe(), Recorder()
+    cfg = toy_cfg(max_iter=3)
+    model, optimizer, scheduler = make_training(cfg)
+    checkpointer = Checkpointer(None, model, optimizer, scheduler, save_dir="")
+    do_train(model, make_loader(ToyDataset(), 3), optimizer, scheduler, checkpointer, CPU, 0, {"iteration": 0},
+             grad_clip=1e-3, hooks=[probe, recorder])
+    assert recorder.iterations == [1, 2, 3]
+    for outcome, unclipped, clipped in zip(recorder.outcomes, probe.unclipped, probe.clipped):
+        assert outcome.applied and outcome.loss > 0 and outcome.clip_coef < 1.0
+        assert clipped == pytest.approx(unclipped * outcome.clip_coef, rel=1e-5)
 
 
 def test_bfloat16_autocast_trains_on_cpu():

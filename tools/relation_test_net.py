@@ -5,6 +5,7 @@ OUTPUT_DIR/inference/<dataset>/ for the split named by DATASETS.TO_TEST (default
 
     python tools/relation_test_net.py --config-file CONFIG [KEY VALUE ...]
 """
+import hml_patch  # noqa: F401  (HML config keys and predictor, for models trained with HML)
 from maskrcnn_benchmark.engine.defaults import default_argument_parser, setup
 from maskrcnn_benchmark.engine.relation_train import build_relation_model, evaluate_relation_model
 from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer

@@ -194,6 +194,9 @@ _C.MODEL.ROI_RELATION_HEAD.ADD_GTBOX_TO_PROPOSAL_IN_TRAIN = False
 # Predicate proportions: the benchmark builds a weight from them that it never uses.
 # Kept (empty) so YAML files that set it still load.
 _C.MODEL.ROI_RELATION_HEAD.REL_PROP = []
+# Train with Hierarchical Memory Learning around PREDICTOR (needs the hml_patch package;
+# its settings form the top-level HML group that hml_patch adds).
+_C.MODEL.ROI_RELATION_HEAD.HML = False
 
 _C.MODEL.ROI_RELATION_HEAD.TRANSFORMER = CN()
 _C.MODEL.ROI_RELATION_HEAD.TRANSFORMER.DROPOUT_RATE = 0.1

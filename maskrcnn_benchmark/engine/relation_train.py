@@ -21,7 +21,7 @@ from maskrcnn_benchmark.utils.tensorboard import TensorboardLogger
 
 from .defaults import RunContext
 from .relation_inference import relation_inference
-from .trainer import TrainHook, do_train
+from .trainer import StepOutcome, TrainHook, do_train
 from .training_setup import build_optimization, make_checkpointer, rng_state, set_rng_state, wrap_distributed
 
 FROZEN_DETECTOR_MODULES = ("backbone", "rpn", "roi_heads.box")
@@ -116,7 +116,7 @@ class _CheckpointState(TrainHook):
         self.arguments = arguments
         self.extra_state = extra_state
 
-    def after_step(self, iteration: int, model: torch.nn.Module) -> None:
+    def after_step(self, iteration: int, model: torch.nn.Module, outcome: StepOutcome) -> None:
         self.arguments["rng"] = rng_state()
         for name, obj in self.extra_state.items():
             self.arguments[name] = obj.state_dict()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -27,17 +27,37 @@ class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the message names the iteration and the loss terms."""
 
 
+@dataclass
+class StepOutcome:
+    """What an optimizer step did, for hooks that follow the optimisation path.
+
+    ``loss``: the total loss of the iteration averaged over processes (the same
+    number on every rank) and ``losses`` its terms; ``clip_coef``: the factor gradient clipping multiplied
+    the gradients by (1.0 without clipping); ``applied``: False when the
+    GradScaler skipped the step (inf/NaN gradients).
+    """
+
+    loss: float
+    losses: Dict[str, float] = field(default_factory=dict)
+    clip_coef: float = 1.0
+    applied: bool = True
+
+
 class TrainHook:
     """Optional callbacks inside an iteration (override what you need).
 
     ``after_backward`` sees the gradients unscaled and before clipping;
+    ``before_step`` sees them as the optimizer will (clipped);
     ``after_step`` runs right after the optimizer step.
     """
 
     def after_backward(self, iteration: int, model: torch.nn.Module) -> None:
         pass
 
-    def after_step(self, iteration: int, model: torch.nn.Module) -> None:
+    def before_step(self, iteration: int, model: torch.nn.Module) -> None:
+        pass
+
+    def after_step(self, iteration: int, model: torch.nn.Module, outcome: StepOutcome) -> None:
         pass
 
 
@@ -187,7 +207,8 @@ def do_train(model: torch.nn.Module, data_loader: Any, optimizer: torch.optim.Op
         reduced = reduce_loss_dict(loss_dict)
         if loss_check:
             check_finite(reduced, iteration)
-        meters.update(loss=sum(reduced.values()), **reduced)
+        total_loss = float(sum(reduced.values()))
+        meters.update(loss=total_loss, **reduced)
 
         optimizer.zero_grad(set_to_none=True)
         if grad_scaler is not None:
@@ -197,18 +218,24 @@ def do_train(model: torch.nn.Module, data_loader: Any, optimizer: torch.optim.Op
             losses.backward()
         for hook in hooks:
             hook.after_backward(iteration, model)
+        outcome = StepOutcome(loss=total_loss, losses={name: float(value) for name, value in reduced.items()})
         if grad_clip:
-            grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p in trainable], grad_clip)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for _, p in trainable], grad_clip))
+            outcome.clip_coef = min(1.0, grad_clip / (grad_norm + 1e-6))  # clip_grad_norm_'s own factor
             meters.update(grad_norm=grad_norm)
             if grad_log_period and (iteration == start_iter + 1 or iteration % grad_log_period == 0):
-                log_grad_norms(trainable, float(grad_norm), logger)
+                log_grad_norms(trainable, grad_norm, logger)
+        for hook in hooks:
+            hook.before_step(iteration, model)
         if grad_scaler is not None:
+            scale = grad_scaler.get_scale()
             grad_scaler.step(optimizer)
             grad_scaler.update()
+            outcome.applied = grad_scaler.get_scale() >= scale  # the scale only shrinks after a skipped step
         else:
             optimizer.step()
         for hook in hooks:
-            hook.after_step(iteration, model)
+            hook.after_step(iteration, model, outcome)
 
         batch_time = time.perf_counter() - end
         end = time.perf_counter()

@@ -13,6 +13,9 @@ def atomic_path(path: str) -> Iterator[str]:
     suffix = os.path.splitext(path)[1]
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
     try:
         yield tmp
         os.replace(tmp, path)

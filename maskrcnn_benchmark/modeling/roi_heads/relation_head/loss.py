@@ -1,7 +1,7 @@
 """Relation and object-refinement losses of the relation head (REFERENCE 3.10)."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +27,15 @@ class RelationLossComputation:
 
     Args:
         label_smoothing_epsilon: 0 for plain cross-entropy, else the smoothing ``e``.
+        rel_class_weights: optional ``[C_rel]`` per-predicate weights of the relation loss
+            (background at 0): PyTorch's weighted mean, which divides by the summed weights
+            of the targets. May be replaced between training runs (e.g. per training stage).
     """
 
-    def __init__(self, label_smoothing_epsilon: float = 0.0) -> None:
+    def __init__(self, label_smoothing_epsilon: float = 0.0,
+                 rel_class_weights: Optional[torch.Tensor] = None) -> None:
         self.label_smoothing_epsilon = label_smoothing_epsilon
+        self.rel_class_weights = rel_class_weights
 
     @classmethod
     def from_config(cls, cfg) -> "RelationLossComputation":
@@ -48,6 +53,12 @@ class RelationLossComputation:
         rel_logits = torch.cat(list(relation_logits), dim=0)
         obj_logits = torch.cat(list(refine_logits), dim=0)
         obj_labels = torch.cat([p.get_field("labels") for p in proposals], dim=0).long()
-        loss_rel = self._cross_entropy(rel_logits, torch.cat(list(rel_labels), dim=0).long())
+        rel_targets = torch.cat(list(rel_labels), dim=0).long()
+        if self.rel_class_weights is not None:
+            if self.label_smoothing_epsilon > 0:
+                raise ValueError("relation class weights and label smoothing cannot be combined")
+            loss_rel = F.cross_entropy(rel_logits, rel_targets, weight=self.rel_class_weights.to(rel_logits))
+        else:
+            loss_rel = self._cross_entropy(rel_logits, rel_targets)
         loss_refine_obj = self._cross_entropy(obj_logits, obj_labels)
         return loss_rel, loss_refine_obj

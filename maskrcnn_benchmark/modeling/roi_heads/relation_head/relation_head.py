@@ -1,6 +1,7 @@
 """ROIRelationHead: pairs, features, predictor, then losses (training) or scene graphs (testing)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -18,6 +19,20 @@ from .roi_relation_feature_extractors import make_roi_relation_feature_extractor
 from .sampling import RelationSampler, sample_pairs
 
 
+@dataclass
+class RelationBatch:
+    """One training batch as the relation head saw it: the detector's feature maps, the
+    proposals, the sampled pairs with their labels, and the predictor's logits (per image)."""
+
+    features: Sequence[torch.Tensor]
+    proposals: Sequence[BoxList]
+    rel_pair_idxs: Sequence[torch.Tensor]
+    rel_labels: Sequence[torch.Tensor]
+    rel_binarys: Sequence[torch.Tensor]
+    obj_logits: Sequence[torch.Tensor]
+    rel_logits: Sequence[torch.Tensor]
+
+
 class ROIRelationHead(nn.Module):
     """The benchmark's relation head, with its submodule names (so checkpoints load).
 
@@ -27,6 +42,9 @@ class ROIRelationHead(nn.Module):
         box_feature_extractor: one feature vector per object box.
         predictor: ``(proposals, rel_pair_idxs, rel_labels, rel_binarys, roi_features,
             union_features, logger) -> (obj_logits, rel_logits, extra_losses)``, per image.
+            A predictor whose losses need the whole batch (e.g. another model scoring the
+            same pairs) may define ``batch_losses(batch: RelationBatch) -> dict``; its terms
+            are added to the training losses.
         sampler, loss_evaluator, post_processor: the plain objects that choose pairs,
             compute the losses and build the output BoxLists.
     """
@@ -63,6 +81,10 @@ class ROIRelationHead(nn.Module):
         loss_rel, loss_refine_obj = self.loss_evaluator(proposals, rel_labels, rel_logits, obj_logits)
         losses = {"loss_rel": loss_rel, "loss_refine_obj": loss_refine_obj}
         losses.update(extra_losses)
+        batch_losses = getattr(self.predictor, "batch_losses", None)
+        if batch_losses is not None:
+            losses.update(batch_losses(RelationBatch(features, proposals, rel_pair_idxs, rel_labels, rel_binarys,
+                                                     obj_logits, rel_logits)))
         return roi_features, list(proposals), losses
 
 
