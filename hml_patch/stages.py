@@ -46,6 +46,7 @@ from .word_vectors import load_name_vectors
 STAGE_REPORT = "stage_report.json"
 IMPORTANCE_FINAL = "importance_final.pth"
 IMPORTANCE_STATE_KEY = "hml_importance"
+LOSS_WINDOW_KEY = "hml_loss_window"
 FINAL_LOSS_WINDOW = 20
 
 
@@ -75,6 +76,12 @@ class LossWindow(TrainHook):
 
     def medians(self) -> Dict[str, float]:
         return {name: float(stats_lib.median(values)) for name, values in self.values.items()}
+
+    def state_dict(self) -> Dict[str, List[float]]:
+        return {name: list(values) for name, values in self.values.items()}
+
+    def load_state_dict(self, state: Dict[str, List[float]]) -> None:
+        self.values = {name: deque(values, maxlen=self.size) for name, values in state.items()}
 
 
 def train_predicate_counts(statistics: Dict[str, Any]) -> List[int]:
@@ -240,7 +247,7 @@ def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResul
             train_relation_model(stage_config(cfg, iterations), ctx, output_dir=stage_dir, model=model,
                                  index_filter=plan.layer_filter,
                                  hooks=[ImportanceHook(importance), losses, *hooks],
-                                 extra_state={IMPORTANCE_STATE_KEY: importance})
+                                 extra_state={IMPORTANCE_STATE_KEY: importance, LOSS_WINDOW_KEY: losses})
             importance_stats = importance.finalize_stage()
             report = plan.report(tree, train_counts, iterations)
             report.update(final_losses=losses.medians(), importance=importance_stats,

@@ -5,7 +5,8 @@ stage) and predictor, and is fed the student's batch: the same feature maps,
 proposals and sampled relation pairs, so Concept Reconstruction compares the two
 models on identical rows (the authors' code let the two models sample pairs
 independently). It runs the predictor's training branch, as the student does, under
-``no_grad``; its parameters never train.
+``no_grad``, with its dropout layers switched off so its targets carry no noise; its
+parameters never train.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class RelationTeacher(nn.Module):
         self.union_feature_extractor = union_feature_extractor
         self.predictor = predictor
         self.requires_grad_(False)
+        for module in self.modules():
+            if isinstance(module, nn.modules.dropout._DropoutNd):
+                module.eval()
 
     @classmethod
     def from_head(cls, head: ROIRelationHead) -> "RelationTeacher":

@@ -81,7 +81,6 @@ def train_relation_model(cfg, ctx: RunContext, *, output_dir: Optional[str] = No
     else:
         ctx.logger.warning("MODEL.PRETRAINED_DETECTOR_CKPT is empty: the frozen detector keeps its random "
                            "initialisation (only sensible for tests)")
-    set_rng_state(arguments.pop("rng", None))
     for name, obj in (extra_state or {}).items():
         if name in arguments:
             obj.load_state_dict(arguments.pop(name))
@@ -89,6 +88,11 @@ def train_relation_model(cfg, ctx: RunContext, *, output_dir: Optional[str] = No
     train_loader = make_data_loader(cfg, "train", ctx.distributed, start_iter=arguments["iteration"],
                                     index_filter=index_filter)
     val_loaders = make_data_loader(cfg, "val", ctx.distributed) if cfg.SOLVER.TO_VAL else []
+    # The loader's iterator draws its workers' base seed when training starts. Drawing it from a
+    # generator of its own, seeded before the checkpoint's random state is restored, keeps the
+    # global random stream of a resumed run identical to the uninterrupted run's.
+    train_loader.generator = torch.Generator().manual_seed(int(torch.randint(2 ** 62, (1,))))
+    set_rng_state(arguments.pop("rng", None))
 
     def val_fn(unwrapped: torch.nn.Module) -> Optional[float]:
         return validation_recall(cfg, unwrapped, val_loaders, ctx.device, ctx) if val_loaders else None
