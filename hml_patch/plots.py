@@ -42,13 +42,18 @@ _STAGE_DIR = re.compile(r"^stage(\d+)$")
 
 # ----------------------------------------------------------------------------- inputs
 
-def load_metrics(path: str) -> Dict[str, Any]:
-    """A relation evaluation's ``metrics.json``, checked to hold the per-predicate R@100 list."""
+def load_json(path: str) -> Any:
+    """A JSON file; invalid JSON raises ValueError naming the file."""
     with open(path) as f:
         try:
-            metrics = json.load(f)
+            return json.load(f)
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON ({error})") from error
+
+
+def load_metrics(path: str) -> Dict[str, Any]:
+    """A relation evaluation's ``metrics.json``, checked to hold the per-predicate R@100 list."""
+    metrics = load_json(path)
     recall_per_predicate(metrics, source=path)
     return metrics
 
@@ -125,11 +130,7 @@ def load_stage_reports(run_dir: str) -> List[Dict[str, Any]]:
         path = os.path.join(run_dir, entry, "stage_report.json")
         if match is None or not os.path.isfile(path):
             continue
-        with open(path) as f:
-            try:
-                report = json.load(f)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}: not valid JSON ({error})") from error
+        report = load_json(path)
         validate_stage_report(report, path)
         if report["stage"] != int(match.group(1)):
             raise ValueError(f"{path}: reports stage {report['stage']} but lies in folder {entry}")

@@ -1,5 +1,6 @@
 """Command-line overrides that make the synthetic relation configs small enough for tests."""
 import os
+import socket
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs", "synthetic_vg")
@@ -21,3 +22,10 @@ def small_overrides(data_dir: str, output_dir: str, max_iter: int, **extra) -> l
     }
     opts.update(extra)
     return [str(item) for pair in opts.items() for item in pair]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on (for torchrun's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

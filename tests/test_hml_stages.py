@@ -4,7 +4,6 @@ same bits; two ranks keep identical importance; the runner's pieces (schedule sc
 the predictor wrapper, the CR/MR terms, the paper's class weights) on their own."""
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from maskrcnn_benchmark.engine.relation_train import freeze_detector
 from maskrcnn_benchmark.engine.trainer import TrainHook
 from maskrcnn_benchmark.modeling.detector import build_detection_model
 from maskrcnn_benchmark.utils.checkpoint import load_checkpoint_file
-from relation_tool_args import REPO, config_file, small_overrides
+from relation_tool_args import REPO, config_file, free_port, small_overrides
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
 TREE_FILE = os.path.join(REPO, "configs", "hml", "synthetic_vg_hierarchy_tree.json")
@@ -257,15 +256,9 @@ def test_hml_stage2_kill_and_resume_is_bit_identical(synthetic_data_dir, tmp_pat
 
 
 # ----------------------------------------------------------------------------------- two ranks
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_hml_two_ranks_have_identical_importance(synthetic_data_dir, tmp_path):
     out = str(tmp_path / "ddp")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            os.path.join(os.path.dirname(os.path.abspath(__file__)), "hml_dist_worker.py"), config_file("predcls"),
            *hml_overrides(synthetic_data_dir, out, **{"SOLVER.IMS_PER_BATCH": 2})]
     proc = subprocess.run(cmd, check=False, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)

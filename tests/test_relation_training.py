@@ -2,7 +2,6 @@
 SGCls and SGDet run through the tools, two-process training stays in sync, runs resume."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from maskrcnn_benchmark.engine.defaults import load_config
 from maskrcnn_benchmark.engine.relation_train import freeze_detector
 from maskrcnn_benchmark.modeling.detector import build_detection_model
 from maskrcnn_benchmark.solver import make_optimizer
-from relation_tool_args import REPO, config_file, small_overrides
+from relation_tool_args import REPO, config_file, free_port, small_overrides
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,15 +71,9 @@ def test_train_and_test_tools_write_metrics(synthetic_data_dir, tmp_path, mode):
     assert len(predictions) == len(visual) == metrics["num_images"]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_training_keeps_ranks_identical(synthetic_data_dir, tmp_path):
     out = str(tmp_path / "ddp")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            os.path.join(os.path.dirname(os.path.abspath(__file__)), "relation_dist_worker.py"),
            config_file("predcls"), *small_overrides(synthetic_data_dir, out, 3)]
     proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)

@@ -23,6 +23,7 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 from hml_patch.plots import (
+    load_json,
     load_metrics,
     load_stage_reports,
     plot_importance_per_layer,
@@ -61,11 +62,7 @@ def parse_run(spec: str) -> Tuple[str, str]:
 
 def load_counts(path: str) -> Dict[str, float]:
     """A {predicate name: training count} JSON file."""
-    with open(path) as f:
-        try:
-            counts = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from error
+    counts = load_json(path)
     if not isinstance(counts, dict) or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
                                                for c in counts.values()):
         raise ValueError(f"{path}: expected a JSON object {{predicate name: count}}")
