@@ -1,0 +1,184 @@
+"""HML against its baselines on the synthetic VG150-format dataset, in PredCls (the README's main job).
+
+    python tools/demo_hml.py [--data-dir datasets] [--out output/demo_hml] [--iters 300]
+
+Generates the dataset if it is absent, then trains four relation heads with the same
+predictor and the same number of iterations on a frozen detector: plain
+cross-entropy, class-balanced cross-entropy (one stage over all predicates), HML
+"paper" and HML "official" (two stages each, splitting the iterations 1:2 as the
+paper's 8000/16000). Each run is ``tools/relation_train_net.py`` in its own process
+(two at a time, one thread each); its log and outputs are in OUT/<run>/. Prints one
+table of R@K, mR@K, Mean@K (K = 20/50/100) and the mean recall of the coarse and of
+the fine predicates (the generator's hierarchy), draws the plots of
+``tools/plot_hml.py`` and ends with one JSON line. A finished run (its metrics.json
+exists) is not trained again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from hml_patch.plots import load_stage_reports, plot_importance_per_layer, plot_per_predicate_recall  # noqa: E402
+from maskrcnn_benchmark.data.datasets.synthetic_vg import (SyntheticWorldConfig, format_report,  # noqa: E402
+                                                          make_synthetic_vg)
+
+logger = logging.getLogger("demo_hml")
+
+CONFIG = os.path.join(REPO, "configs", "synthetic_vg", "relation_R_18_FPN_predcls.yaml")
+HIERARCHY_TREE = os.path.join(REPO, "configs", "hml", "synthetic_vg_hierarchy_tree.json")
+TEST_DATASET = "synthetic_vg_test"
+KS = ("20", "50", "100")
+# The mode the docs recommend (README, "HML on the synthetic benchmark").
+RECOMMENDED = "hml_paper"
+
+
+def run_overrides(name: str, iters: int) -> List[str]:
+    """The config overrides that make each of the four runs."""
+    hml = ["MODEL.ROI_RELATION_HEAD.HML", "True"]
+    stages = ["HML.STAGE_MAX_ITER", f"[{iters // 3}, {iters - iters // 3}]"]
+    return {
+        "baseline": [],
+        "cb_baseline": hml + ["HML.TREE", "list:*"],
+        "hml_paper": hml + ["HML.MODE", "paper", "HML.TREE", HIERARCHY_TREE] + stages,
+        "hml_official": hml + ["HML.MODE", "official"] + stages,
+    }[name]
+
+
+RUNS = ("baseline", "cb_baseline", "hml_paper", "hml_official")
+LABELS = {"baseline": "CE", "cb_baseline": "CB-CE", "hml_paper": "HML paper", "hml_official": "HML official"}
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.path.join(REPO, "datasets"),
+                        help="DATASETS.DATA_DIR: the dataset is its synthetic_vg/ folder (generated when absent)")
+    parser.add_argument("--num-images", type=int, default=2000, help="images to generate (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    parser.add_argument("--out", default=os.path.join(REPO, "output", "demo_hml"), help="output folder")
+    parser.add_argument("--iters", type=int, default=300, help="training iterations of every method (default 300)")
+    parser.add_argument("--predictor", default="MotifPredictor", help="relation predictor (default MotifPredictor)")
+    parser.add_argument("--parallel", type=int, default=2, help="runs trained at once (default 2)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
+    return parser.parse_args(argv)
+
+
+def ensure_dataset(data_dir: str, num_images: int, seed: int) -> None:
+    data_dir = os.path.join(data_dir, "synthetic_vg")
+    if os.path.isfile(os.path.join(data_dir, "VG-SGG-with-attri.h5")):
+        logger.info("Using the synthetic dataset in %s", data_dir)
+        return
+    logger.info("Generating %d synthetic images into %s", num_images, data_dir)
+    print(format_report(make_synthetic_vg(data_dir, num_images, seed, SyntheticWorldConfig())))
+
+
+def metrics_file(out: str, name: str) -> str:
+    return os.path.join(out, name, "inference", TEST_DATASET, "metrics.json")
+
+
+def command(args: argparse.Namespace, name: str) -> List[str]:
+    return [sys.executable, os.path.join(REPO, "tools", "relation_train_net.py"), "--config-file", CONFIG,
+            "DATASETS.DATA_DIR", args.data_dir, "OUTPUT_DIR", os.path.join(args.out, name),
+            "MODEL.PRETRAINED_DETECTOR_CKPT", "", "MODEL.ROI_RELATION_HEAD.PREDICTOR", args.predictor,
+            "SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", f"({args.iters * 5 // 6},)",
+            "SOLVER.CHECKPOINT_PERIOD", str(args.iters), "SOLVER.TO_VAL", "False",
+            *run_overrides(name, args.iters), *args.opts]
+
+
+def train_all(args: argparse.Namespace) -> None:
+    """Train the runs without metrics, ``args.parallel`` at a time, one thread each; fail on the first error."""
+    pending = [name for name in RUNS if not os.path.isfile(metrics_file(args.out, name))]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    running: Dict[str, tuple] = {}
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            name = pending.pop(0)
+            os.makedirs(os.path.join(args.out, name), exist_ok=True)
+            log_path = os.path.join(args.out, name, "train.log")
+            log = open(log_path, "w")
+            running[name] = (subprocess.Popen(command(args, name), stdout=log, stderr=subprocess.STDOUT, env=env),
+                             log, time.perf_counter())
+            logger.info("Training %s (log: %s)", LABELS[name], log_path)
+        time.sleep(1.0)
+        for name, (process, log, start) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            if process.returncode != 0:
+                for other, _, _ in running.values():
+                    other.kill()
+                raise RuntimeError(f"{LABELS[name]} failed (exit {process.returncode}); see "
+                                   f"{os.path.join(args.out, name, 'train.log')}")
+            logger.info("%s finished in %.0f s", LABELS[name], time.perf_counter() - start)
+
+
+def summarize(metrics: Dict, coarse: Sequence[str], fine: Sequence[str]) -> Dict[str, float]:
+    """R@K, mR@K, Mean@K, and the mean per-predicate R@K of the coarse and of the fine predicates."""
+    rows = metrics["metrics"]
+    summary = {}
+    for key in ("R", "mR", "Mean"):
+        for k in KS:
+            summary[f"{key}@{k}"] = float(rows[f"{key}@K"][k])
+    names = metrics["per_predicate"]["names"]
+    for group, members in (("coarse", coarse), ("fine", fine)):
+        for k in KS:
+            recalls = [r for name, r in zip(names, metrics["per_predicate"]["mR"][k]) if name in members]
+            summary[f"{group}_mR@{k}"] = sum(recalls) / len(recalls)
+    return summary
+
+
+def format_table(results: Dict[str, Dict[str, float]]) -> str:
+    columns = [f"{key}@{k}" for key in ("R", "mR", "Mean") for k in KS] + ["coarse_mR@50", "fine_mR@50"]
+    lines = [f"{'method':<14}" + "".join(f"{c:>13}" for c in columns)]
+    for name, summary in results.items():
+        lines.append(f"{LABELS[name]:<14}" + "".join(f"{100 * summary[c]:>13.2f}" for c in columns))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    args = parse_args(argv)
+    start = time.perf_counter()
+    args.data_dir, args.out = os.path.abspath(args.data_dir), os.path.abspath(args.out)
+    ensure_dataset(args.data_dir, args.num_images, args.seed)
+    train_all(args)
+
+    with open(HIERARCHY_TREE) as f:
+        layers = json.load(f)["layers"]
+    coarse, fine = layers[0]["names"], [name for layer in layers[1:] for name in layer["names"]]
+    metrics = {}
+    for name in RUNS:
+        with open(metrics_file(args.out, name)) as f:
+            metrics[name] = json.load(f)
+    results = {name: summarize(metrics[name], coarse, fine) for name in RUNS}
+    print(f"PredCls on {args.data_dir}, {args.predictor}, {args.iters} iterations per method "
+          f"(coarse/fine: the generator's hierarchy, {len(coarse)}/{len(fine)} predicates; values in %)")
+    print(format_table(results))
+
+    reports = load_stage_reports(os.path.join(args.out, RECOMMENDED))
+    counts = reports[0]["train_predicate_counts"]
+    plots = {
+        "per_predicate_recall": plot_per_predicate_recall(
+            {LABELS[name]: metrics[name] for name in RUNS}, counts,
+            os.path.join(args.out, "per_predicate_recall.png")),
+        "importance_per_layer": plot_importance_per_layer(reports, os.path.join(args.out,
+                                                                               "importance_per_layer.png")),
+    }
+    logger.info("Plots: %s", ", ".join(plots.values()))
+    final = {**results, "hml": results[RECOMMENDED], "hml_mode": RECOMMENDED,
+             "seconds": round(time.perf_counter() - start, 1)}
+    print(json.dumps(final))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
