@@ -1,6 +1,7 @@
 """Relation post-processor, SGDet label choice and relation losses (REFERENCE 3.10-3.11)."""
 import itertools
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -119,3 +120,19 @@ def test_relation_losses():
     target[torch.arange(5), rel_labels] = 0.99
     assert torch.allclose(smoothed, -(F.log_softmax(rel_logits, -1) * target).sum(-1).mean())
     assert RelationLossComputation(0.01)([proposal], [rel_labels], [rel_logits], [obj_logits])[0] == smoothed
+
+
+def test_relation_loss_class_weights_are_a_weighted_mean():
+    """sum_n w[y_n] CE_n / sum_n w[y_n], e.g. for class-balanced training; not combinable with smoothing."""
+    torch.manual_seed(0)
+    proposal = _gt_proposal()
+    rel_logits, obj_logits = torch.randn(5, 5), torch.randn(4, 6)
+    rel_labels = torch.tensor([1, 0, 0, 3, 3])
+    weights = torch.tensor([0.5, 2.0, 0.0, 4.0, 1.0])
+    loss_rel, _ = RelationLossComputation(rel_class_weights=weights)([proposal], [rel_labels], [rel_logits],
+                                                                     [obj_logits])
+    per_pair = F.cross_entropy(rel_logits, rel_labels, reduction="none")
+    expected = (weights[rel_labels] * per_pair).sum() / weights[rel_labels].sum()
+    assert torch.allclose(loss_rel, expected)
+    with pytest.raises(ValueError, match="label smoothing"):
+        RelationLossComputation(0.01, weights)([proposal], [rel_labels], [rel_logits], [obj_logits])
