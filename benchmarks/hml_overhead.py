@@ -50,7 +50,7 @@ from hml_patch.config import HMLSettings
 from hml_patch.importance import ImportanceState, backend_name
 from hml_patch.official import official_constants
 from hml_patch.predictor import HMLPredictor, StageTerms
-from hml_patch.stages import ImportanceHook, StagePlan, load_tree
+from hml_patch.stages import ImportanceHook, StagePlan, load_tree, teacher_source
 from hml_patch.teacher import RelationTeacher
 from maskrcnn_benchmark.config import cfg as default_cfg
 from maskrcnn_benchmark.engine.relation_train import freeze_detector
@@ -79,6 +79,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch (and importance kernel) threads")
     parser.add_argument("--hml-mode", choices=["paper", "official"], default="paper")
     parser.add_argument("--tree", default="frequency:10", help="HML.TREE (paper mode; official mode uses '')")
+    parser.add_argument("--no-teacher-cache", action="store_true",
+                        help="HML.TEACHER_CACHE False: run the teacher at every step (the cache's first visit of "
+                             "an image costs this much; the default measures the cached steady state)")
     parser.add_argument("--boxes", type=int, default=12, help="ground-truth boxes per image")
     parser.add_argument("--rels", type=int, default=6, help="ground-truth relations per image")
     parser.add_argument("--seed", type=int, default=0)
@@ -193,7 +196,8 @@ def build_config(args: argparse.Namespace, glove_dir: str):
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.ROI_RELATION_HEAD.PREDICTOR", args.predictor,
                          "MODEL.ROI_RELATION_HEAD.HML", True, "MODEL.ROI_RELATION_HEAD.USE_GT_BOX", True,
                          "MODEL.ROI_RELATION_HEAD.USE_GT_OBJECT_LABEL", True, "MODEL.PRETRAINED_DETECTOR_CKPT", "",
-                         "HML.MODE", args.hml_mode, "HML.TREE", args.tree if args.hml_mode == "paper" else ""])
+                         "HML.MODE", args.hml_mode, "HML.TREE", args.tree if args.hml_mode == "paper" else "",
+                         "HML.TEACHER_CACHE", str(not args.no_teacher_cache)])
     cfg.merge_from_list(list(args.opts))
     cfg.GLOVE_DIR = glove_dir
     cfg.freeze()
@@ -265,7 +269,8 @@ def setup_stage2(cfg, hml: Variant, statistics_: Dict[str, Any], images, targets
     importance.finalize_stage()
     plan = StagePlan(settings, tree, 2, [])
     head.loss_evaluator.rel_class_weights = plan.class_weights
-    teacher = RelationTeacher.from_head(head)
+    teacher = teacher_source(RelationTeacher.from_head(head), settings, cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR,
+                             logging.getLogger("hml_overhead"))
     predictor.attach(StageTerms(timer.wrap("teacher_forward", teacher), timer.wrap("cr_forward", plan.cr_loss()),
                                 plan.cr_weight, TimedImportance(importance, timer), plan.mr_weight,
                                 plan.mr_distance))
@@ -306,6 +311,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "threads": torch.get_num_threads(), "steps": args.steps, "warmup": args.warmup,
         "config": os.path.relpath(args.config, REPO), "predictor": args.predictor, "hml_mode": args.hml_mode,
         "old_classes": len(plan.old_classes), "importance_backend": backend_name(importance.device),
+        "teacher_cache": not args.no_teacher_cache,
         "loss_terms": {"baseline": baseline.loss_terms, "hml": hml.loss_terms},
         "phases": {phase: {k: round(v, 4) for k, v in values.items()} for phase, values in phases.items()},
         "breakdown": {part: round(v, 4) for part, v in breakdown.items()},

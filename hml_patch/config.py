@@ -48,6 +48,9 @@ def add_hml_config(cfg: CN) -> None:
     cfg.HML.STAGE_MAX_ITER = []
     cfg.HML.SEED = 0  # stage k's fresh model is initialised after seeding with SEED + k
     cfg.HML.INIT_FROM_PREVIOUS = False  # initialise stage k from stage k-1 (the paper does not)
+    # Compute the teacher's logits once per image and stage (MOTIFS, VCTree, Transformer; IMP
+    # always runs the teacher per step): same results, a fraction of the teacher's cost.
+    cfg.HML.TEACHER_CACHE = True
     # Paper loss: CB-CE + CR_WEIGHT * alpha * CR + MR_WEIGHT * beta * MR (Eq. 3-4).
     cfg.HML.LAMBDA = 0.5  # beta = LAMBDA (N_new + N_old) / N_new
     cfg.HML.CR_WEIGHT = 1.0  # extra factor on the CR term (both modes)
@@ -82,6 +85,7 @@ class HMLSettings:
     stage_max_iter: Tuple[int, ...]
     seed: int
     init_from_previous: bool
+    teacher_cache: bool
     lam: float
     cr_weight: float
     mr_weight: float
@@ -122,7 +126,7 @@ class HMLSettings:
             mode=hml.MODE, tree=hml.TREE, tree_vectors=hml.TREE_VECTORS or cfg.GLOVE_DIR,
             tree_threshold=float(hml.TREE_THRESHOLD), tree_order=hml.TREE_ORDER, num_stages=int(hml.NUM_STAGES),
             stage_max_iter=tuple(int(n) for n in hml.STAGE_MAX_ITER), seed=int(hml.SEED),
-            init_from_previous=bool(hml.INIT_FROM_PREVIOUS), lam=float(hml.LAMBDA),
+            init_from_previous=bool(hml.INIT_FROM_PREVIOUS), teacher_cache=bool(hml.TEACHER_CACHE), lam=float(hml.LAMBDA),
             cr_weight=float(hml.CR_WEIGHT), mr_weight=float(hml.MR_WEIGHT), cb_gamma=float(hml.CB_GAMMA),
             bg_weight=float(hml.BG_WEIGHT), cr_distance=hml.CR_DISTANCE, cr_temperature=float(hml.CR_TEMPERATURE),
             mr_distance=hml.MR_DISTANCE,

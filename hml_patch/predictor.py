@@ -10,7 +10,7 @@ through the predictor's ``batch_losses`` hook.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -19,17 +19,18 @@ from maskrcnn_benchmark.modeling.registry import ROI_RELATION_PREDICTOR
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.relation_head import RelationBatch
 
 from .importance import ImportanceState
-from .teacher import RelationTeacher
 
 STUDENT = "student."
 CRLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+TeacherLogits = Callable[[RelationBatch], Tuple[torch.Tensor, ...]]
 
 
 class StageTerms:
     """CR and MR of one HML stage k > 1 (HML.md sections 5-7), already weighted.
 
     Args:
-        teacher: the frozen stage k-1 relation head.
+        teacher: the frozen stage k-1 relation head's per-image logits for the batch's pairs
+            (a ``RelationTeacher`` or its ``TeacherLogitCache``).
         cr_loss: ``(student_logits, teacher_logits) -> scalar``, rows = the batch's pairs.
         cr_weight: its factor (alpha in paper mode).
         importance: the state holding stage k-1's parameters, Fisher and Omega, bound to
@@ -37,7 +38,7 @@ class StageTerms:
         mr_weight, mr_distance: the MR factor (beta in paper mode) and "l2" / "abs".
     """
 
-    def __init__(self, teacher: RelationTeacher, cr_loss: CRLoss, cr_weight: float, importance: ImportanceState,
+    def __init__(self, teacher: TeacherLogits, cr_loss: CRLoss, cr_weight: float, importance: ImportanceState,
                  mr_weight: float, mr_distance: str) -> None:
         self.teacher = teacher
         self.cr_loss = cr_loss

@@ -14,11 +14,12 @@ report is complete and is only reloaded when the command runs again. At the end
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics as stats_lib
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Sequence
+from typing import Any, Deque, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ from .losses import class_balanced_weights, concept_reconstruction_loss, officia
 from .losses import stage_loss_weights
 from .official import official_class_weights, official_layer_lists
 from .predictor import HMLPredictor, StageTerms
-from .teacher import RelationTeacher
+from .teacher import PAIR_INDEPENDENT_PREDICTORS, RelationTeacher, TeacherLogitCache
 from .tree import PredicateTree, build_tree, build_tree_from_lists
 from .word_vectors import load_name_vectors
 
@@ -227,9 +228,11 @@ def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResul
             importance = ImportanceState(named, **settings.importance_kwargs())
         else:
             importance.bind(named)
+        teacher_logits = None
         if teacher is not None:
-            predictor.attach(StageTerms(teacher, plan.cr_loss(), plan.cr_weight, importance, plan.mr_weight,
-                                        plan.mr_distance))
+            teacher_logits = teacher_source(teacher, settings, cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR, ctx.logger)
+            predictor.attach(StageTerms(teacher_logits, plan.cr_loss(), plan.cr_weight, importance,
+                                        plan.mr_weight, plan.mr_distance))
         ctx.logger.info("HML stage %d of %d: %d predicates (%d old), %d of %d images, %d iterations, "
                         "CR weight %.4g, MR weight %.4g", stage, num_stages, len(plan.new_classes),
                         len(plan.old_classes), plan.images_kept, plan.images_total, iterations,
@@ -252,12 +255,28 @@ def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResul
             report = plan.report(tree, train_counts, iterations)
             report.update(final_losses=losses.medians(), importance=importance_stats,
                           parameter_importance=_parameter_importance(importance))
+            if isinstance(teacher_logits, TeacherLogitCache):
+                report["teacher_cache"] = {"images": len(teacher_logits.entries), "hits": teacher_logits.hits,
+                                           "misses": teacher_logits.misses,
+                                           "mib": round(teacher_logits.num_bytes / 2 ** 20, 2)}
             _finish_stage(stage_dir, importance, report)
             reports.append(report)
         predictor.attach(None)
         teacher = RelationTeacher.from_head(head)
     _tag_final_model(cfg.OUTPUT_DIR, num_stages)
     return HMLResult(model, importance, reports)
+
+
+def teacher_source(teacher: RelationTeacher, settings: HMLSettings, predictor_name: str,
+                   logger: logging.Logger) -> Union[RelationTeacher, TeacherLogitCache]:
+    """The teacher's logits per batch: through a per-image cache where that is exact, else per step."""
+    if not settings.teacher_cache:
+        return teacher
+    if predictor_name not in PAIR_INDEPENDENT_PREDICTORS:
+        logger.info("HML.TEACHER_CACHE: %s scores a pair from the other sampled pairs too; the teacher "
+                        "runs at every step", predictor_name)
+        return teacher
+    return TeacherLogitCache(teacher)
 
 
 def _parameter_importance(importance: ImportanceState) -> Dict[str, Dict[str, float]]:

@@ -3,6 +3,7 @@ the final model evaluated and compatible with plain checkpoints; a killed run re
 same bits; two ranks keep identical importance; the runner's pieces (schedule scaling, settings,
 the predictor wrapper, the CR/MR terms, the paper's class weights) on their own."""
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -18,14 +19,17 @@ from hml_patch.config import DEFAULT_PARAM_FILTER, HMLSettings
 from hml_patch.importance import ImportanceState
 from hml_patch.losses import class_balanced_weights, concept_reconstruction_loss
 from hml_patch.predictor import HMLPredictor, StageTerms
-from hml_patch.stages import IMPORTANCE_FINAL, STAGE_REPORT, StagePlan, load_tree, stage_config, train_hml
-from hml_patch.teacher import RelationTeacher
+from hml_patch.stages import (IMPORTANCE_FINAL, STAGE_REPORT, StagePlan, load_tree, stage_config, teacher_source,
+                              train_hml)
+from hml_patch.teacher import RelationTeacher, TeacherLogitCache
 from maskrcnn_benchmark.data import make_data_loader
 from maskrcnn_benchmark.data.build import build_dataset
 from maskrcnn_benchmark.engine.defaults import load_config, setup
 from maskrcnn_benchmark.engine.relation_train import freeze_detector
 from maskrcnn_benchmark.engine.trainer import TrainHook
 from maskrcnn_benchmark.modeling.detector import build_detection_model
+from maskrcnn_benchmark.modeling.roi_heads.relation_head.relation_head import RelationBatch
+from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.utils.checkpoint import load_checkpoint_file
 from relation_tool_args import REPO, config_file, free_port, small_overrides
 
@@ -218,7 +222,8 @@ def test_hml_stage2_kill_and_resume_is_bit_identical(synthetic_data_dir, tmp_pat
 
     A killed stage resumes at its last periodic checkpoint (every 2 iterations). The final
     model, the importance state (live and stage2/importance_final.pth) and the stage reports
-    (including the final-loss medians, whose window travels in the checkpoints) equal run A's.
+    (including the final-loss medians, whose window travels in the checkpoints; not the teacher
+    cache's hit counts) equal run A's.
     """
     recorder = LossRecorder()
     a = _train(synthetic_data_dir, str(tmp_path / "a"), hooks=[recorder])
@@ -252,7 +257,9 @@ def test_hml_stage2_kill_and_resume_is_bit_identical(synthetic_data_dir, tmp_pat
                     "importance_final")
         assert_same(load_checkpoint_file(os.path.join(out, "stage2", "model_final.pth"))["model"],
                     a.model.state_dict(), "model_final")
-        assert run.reports == a.reports
+        # The teacher cache starts empty after a resume, so only its hit counts may differ.
+        strip = [{k: v for k, v in r.items() if k != "teacher_cache"} for r in run.reports]
+        assert strip == [{k: v for k, v in r.items() if k != "teacher_cache"} for r in a.reports]
 
 
 # ----------------------------------------------------------------------------------- two ranks
@@ -352,6 +359,9 @@ def test_hml_predictor_keeps_the_wrapped_names(unit_cfg):
 def test_stage_terms_cr_and_mr(unit_cfg):
     model = _build(unit_cfg)
     model.train()
+    for module in model.modules():  # the teacher uses BatchNorm's running statistics; so does this student
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
     head = model.roi_heads.relation
     predictor = head.predictor
     images, targets, _ = next(iter(make_data_loader(unit_cfg, "train")))
@@ -417,3 +427,58 @@ def test_paper_class_weights_come_from_the_kept_images(unit_cfg, train_datasets,
         new, old = len(layers[stage - 1]), sum(len(layer) for layer in layers[:stage - 1])
         assert plan.cr_weight == pytest.approx(2.0 * old / new)
         assert plan.mr_weight == pytest.approx(3.0 * 0.5 * (new + old) / new)
+
+
+def _captured_batch(cfg, model):
+    """One training batch as the relation head hands it to ``batch_losses``."""
+    class Capture:
+        batch = None
+
+        def __call__(self, batch):
+            Capture.batch = batch
+            return {}
+
+    predictor = model.roi_heads.relation.predictor
+    predictor.attach(Capture())
+    images, targets, _ = next(iter(make_data_loader(cfg, "train")))
+    model(images, targets)
+    predictor.attach(None)
+    return Capture.batch
+
+
+@pytest.mark.parametrize("predictor", ["MotifPredictor", "VCTreePredictor", "TransformerPredictor"])
+def test_teacher_cache_serves_the_teachers_logits(unit_cfg, predictor):
+    """The cache equals the per-step teacher on the sampled pairs, computes an image once, draws no
+    random numbers (dropout off, even in the tree LSTMs and the MOTIFS decoder) and keys on the boxes."""
+    cfg = _with(unit_cfg, "MODEL.ROI_RELATION_HEAD.PREDICTOR", predictor,
+                "MODEL.ROI_RELATION_HEAD.CONTEXT_DROPOUT_RATE", 0.5)
+    model = _build(cfg).train()
+    batch = _captured_batch(cfg, model)
+    teacher = RelationTeacher.from_head(model.roi_heads.relation)
+    cache = TeacherLogitCache(teacher, chunk_pairs=5)
+    rng = torch.get_rng_state()
+    direct = teacher(batch)
+    cached = cache(batch)
+    assert torch.equal(torch.get_rng_state(), rng)
+    for a, b in zip(direct, cached):
+        assert a.shape == b.shape and a.shape[0] > 0
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)  # other batch company: float rounding only
+    assert cache.misses == len(batch.proposals) and cache.hits == 0
+    again = cache(batch)
+    assert cache.hits == len(batch.proposals) and all(torch.equal(a, b) for a, b in zip(cached, again))
+    moved = list(batch.proposals)
+    moved[0] = BoxList(moved[0].bbox + 1.0, moved[0].size)
+    moved[0].add_field("labels", batch.proposals[0].get_field("labels"))
+    cache(RelationBatch(batch.features, moved, batch.rel_pair_idxs, batch.rel_labels, batch.rel_binarys, [], []))
+    assert cache.misses == len(batch.proposals) + 1
+
+
+def test_imp_runs_the_teacher_every_step(unit_cfg):
+    settings = HMLSettings.from_config(unit_cfg)
+    model = _build(_with(unit_cfg, "MODEL.ROI_RELATION_HEAD.PREDICTOR", "IMPPredictor"))
+    teacher = RelationTeacher.from_head(model.roi_heads.relation)
+    logger = logging.getLogger("test")
+    assert teacher_source(teacher, settings, "IMPPredictor", logger) is teacher
+    assert isinstance(teacher_source(teacher, settings, "MotifPredictor", logger), TeacherLogitCache)
+    off = HMLSettings.from_config(_with(unit_cfg, "HML.TEACHER_CACHE", False))
+    assert teacher_source(teacher, off, "MotifPredictor", logger) is teacher
