@@ -59,7 +59,7 @@ from maskrcnn_benchmark.modeling.detector import build_detection_model
 from maskrcnn_benchmark.modeling.roi_heads.relation_head import relation_head
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.word_vectors import glove_file_stem
 from maskrcnn_benchmark.solver import make_optimizer
-from maskrcnn_benchmark.structures import BoxList, to_image_list
+from random_relation_batch import random_relation_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "e2e_relation_X_101_32_8_FPN_1x.yaml")
@@ -221,24 +221,11 @@ def random_statistics(num_classes: int, num_predicates: int, seed: int) -> Dict[
 
 def synthetic_batch(cfg, batch: int, min_size: int, num_boxes: int, num_rels: int, seed: int):
     """Images already at the training size (short side ``min_size``, 4:3) and ground-truth targets."""
-    generator = torch.Generator().manual_seed(seed)
     height, width = min_size, round(min_size * 4 / 3)
-    num_classes, num_predicates = cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES, cfg.MODEL.ROI_RELATION_HEAD.NUM_CLASSES
-    images, targets = [], []
-    for _ in range(batch):
-        images.append(torch.randn(3, height, width, generator=generator) * 50)
-        xy = torch.rand(num_boxes, 2, generator=generator) * torch.tensor([width * 0.7, height * 0.7])
-        wh = 8 + torch.rand(num_boxes, 2, generator=generator) * torch.tensor([width * 0.3, height * 0.3])
-        target = BoxList(torch.cat([xy, xy + wh], dim=1), (width, height))
-        target.add_field("labels", torch.randint(1, num_classes, (num_boxes,), generator=generator))
-        relation = torch.zeros(num_boxes, num_boxes, dtype=torch.int64)
-        off_diagonal = [p for p in torch.randperm(num_boxes * num_boxes, generator=generator).tolist()
-                        if p // num_boxes != p % num_boxes][:num_rels]
-        for p in off_diagonal:
-            relation[p // num_boxes, p % num_boxes] = int(torch.randint(1, num_predicates, (1,), generator=generator))
-        target.add_field("relation", relation, is_triplet=True)
-        targets.append(target)
-    return to_image_list(images, cfg.DATALOADER.SIZE_DIVISIBILITY), targets, (width, height)
+    images, targets = random_relation_batch(batch, (width, height), num_boxes, num_rels,
+                                            cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES, cfg.MODEL.ROI_RELATION_HEAD.NUM_CLASSES,
+                                            8.0, cfg.DATALOADER.SIZE_DIVISIBILITY, seed)
+    return images, targets, (width, height)
 
 
 def build_model(cfg, statistics_: Dict[str, Any], seed: int) -> torch.nn.Module:

@@ -25,7 +25,7 @@ from maskrcnn_benchmark.engine.relation_train import freeze_detector
 from maskrcnn_benchmark.modeling.detector import build_detection_model
 from maskrcnn_benchmark.modeling.roi_heads.relation_head import relation_head
 from maskrcnn_benchmark.solver import make_optimizer
-from maskrcnn_benchmark.structures import BoxList, to_image_list
+from random_relation_batch import random_relation_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = {"predcls": (True, True), "sgcls": (True, False), "sgdet": (False, False)}
@@ -39,23 +39,7 @@ def random_statistics(num_classes: int = 151, num_predicates: int = 51) -> dict:
 
 def synthetic_batch(batch: int, num_boxes: int, num_rels: int, size=(800, 600), seed: int = 0):
     """Images and targets shaped like VG150 at the yaml's 600 px (boxes, labels, relation maps)."""
-    generator = torch.Generator().manual_seed(seed)
-    width, height = size
-    images, targets = [], []
-    for _ in range(batch):
-        images.append(torch.randn(3, height, width, generator=generator) * 50)
-        xy = torch.rand(num_boxes, 2, generator=generator) * torch.tensor([width * 0.7, height * 0.7])
-        wh = 30 + torch.rand(num_boxes, 2, generator=generator) * torch.tensor([width * 0.3, height * 0.3])
-        target = BoxList(torch.cat([xy, xy + wh], dim=1), (width, height))
-        target.add_field("labels", torch.randint(1, 151, (num_boxes,), generator=generator))
-        relation = torch.zeros(num_boxes, num_boxes, dtype=torch.int64)
-        pairs = torch.randperm(num_boxes * num_boxes, generator=generator)
-        pairs = [p for p in pairs.tolist() if p // num_boxes != p % num_boxes][:num_rels]
-        for p in pairs:
-            relation[p // num_boxes, p % num_boxes] = int(torch.randint(1, 51, (1,), generator=generator))
-        target.add_field("relation", relation, is_triplet=True)
-        targets.append(target)
-    return to_image_list(images, 32), targets
+    return random_relation_batch(batch, size, num_boxes, num_rels, 151, 51, 30.0, 32, seed)
 
 
 def main() -> None:
