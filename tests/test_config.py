@@ -97,3 +97,18 @@ def test_base_files_are_merged_first_and_cycles_are_errors(tmp_path):
     (tmp_path / "loop.yaml").write_text("_BASE_: loop.yaml\n")
     with pytest.raises(ValueError, match="cycle"):
         defaults.clone().merge_from_file(str(tmp_path / "loop.yaml"))
+
+
+def test_seed_makes_start_up_random_draws_repeat(tmp_path):
+    import numpy as np
+    import torch
+
+    from maskrcnn_benchmark.engine.defaults import setup
+
+    def draws(seed):
+        setup("", ["SEED", str(seed), "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path / f"s{seed}")],
+              logger_name="seed_test")
+        return float(np.random.rand()), float(torch.rand(1))
+
+    assert draws(3) == draws(3)
+    assert draws(3) != draws(4)

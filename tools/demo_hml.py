@@ -89,7 +89,7 @@ def command(args: argparse.Namespace, name: str) -> List[str]:
             "DATASETS.DATA_DIR", args.data_dir, "OUTPUT_DIR", os.path.join(args.out, name),
             "MODEL.PRETRAINED_DETECTOR_CKPT", "", "MODEL.ROI_RELATION_HEAD.PREDICTOR", args.predictor,
             "SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", f"({args.iters * 5 // 6},)",
-            "SOLVER.CHECKPOINT_PERIOD", str(args.iters), "SOLVER.TO_VAL", "False",
+            "SOLVER.CHECKPOINT_PERIOD", str(args.iters), "SOLVER.TO_VAL", "False", "SEED", "0",
             *run_overrides(name, args.iters), *args.opts]
 
 

@@ -285,6 +285,9 @@ _C.TEST.RELATION.ZEROSHOT_TRIPLETS = ""
 # Misc
 # ---------------------------------------------------------------------------
 _C.OUTPUT_DIR = "."
+# >= 0: seed Python, NumPy and torch at start-up so a run can be repeated exactly; -1: unseeded
+# (the benchmark's behaviour: NumPy, which samples relation pairs, then differs run to run).
+_C.SEED = -1
 _C.DETECTED_SGG_DIR = "."
 # Word vectors for object and predicate names (a file or folder; never downloaded).
 _C.GLOVE_DIR = "."

@@ -13,6 +13,7 @@ from maskrcnn_benchmark.config import cfg as default_cfg
 from maskrcnn_benchmark.utils.collect_env import collect_env_info
 from maskrcnn_benchmark.utils.comm import get_rank, get_world_size
 from maskrcnn_benchmark.utils.distributed import init_distributed
+from maskrcnn_benchmark.utils.env import seed_all
 from maskrcnn_benchmark.utils.logger import setup_logger
 from maskrcnn_benchmark.utils.miscellaneous import mkdir, save_config
 
@@ -53,7 +54,8 @@ def load_config(cfg_file: str, opts: Optional[List[str]] = None):
 
 def setup(cfg_file: str, opts: Optional[List[str]] = None, local_rank: Optional[int] = None,
           logger_name: str = "maskrcnn_benchmark") -> RunContext:
-    """Merge and freeze the config, join the process group, create OUTPUT_DIR, log and save the config.
+    """Merge and freeze the config, join the process group, create OUTPUT_DIR, log and save the config,
+    and seed the random generators when SEED >= 0.
 
     The device comes from MODEL.DEVICE (one GPU per process on CUDA); the config
     actually used is written to ``OUTPUT_DIR/config.yml``.
@@ -72,4 +74,7 @@ def setup(cfg_file: str, opts: Optional[List[str]] = None, local_rank: Optional[
         config_path = os.path.join(cfg.OUTPUT_DIR, "config.yml")
         save_config(cfg, config_path)
         logger.info("Saved the config to %s", config_path)
+    if cfg.SEED >= 0:
+        seed_all(cfg.SEED)
+        logger.info("Seeded Python, NumPy and torch with SEED %d", cfg.SEED)
     return RunContext(cfg, logger, distributed, local_rank, device)
