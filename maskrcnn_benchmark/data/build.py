@@ -94,6 +94,11 @@ def make_data_loader(cfg, mode: str = "train", is_distributed: bool = False,
     loads ``IMS_PER_BATCH / world_size`` images. ``index_filter(dataset)``, when
     given, returns the indices of the images to use; samplers and batching then
     run over that subset (train: over the concatenated datasets).
+
+    Each loader draws its workers' base seed here, into a generator of its own,
+    rather than from the global random stream when it starts iterating: a resumed
+    run restores the global stream after building its loaders, and then follows
+    the uninterrupted run's stream exactly.
     """
     if mode not in MODES:
         raise ValueError(f"mode should be one of {MODES}, got {mode!r}")
@@ -120,7 +125,8 @@ def make_data_loader(cfg, mode: str = "train", is_distributed: bool = False,
                                                 num_iters, start_iter if is_train else 0)
         loaders.append(torch.utils.data.DataLoader(
             dataset, num_workers=cfg.DATALOADER.NUM_WORKERS, batch_sampler=batch_sampler,
-            collate_fn=BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY)))
+            collate_fn=BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY),
+            generator=torch.Generator().manual_seed(int(torch.randint(2 ** 62, (1,))))))
     return loaders[0] if is_train else loaders
 
 

@@ -88,11 +88,7 @@ def train_relation_model(cfg, ctx: RunContext, *, output_dir: Optional[str] = No
     train_loader = make_data_loader(cfg, "train", ctx.distributed, start_iter=arguments["iteration"],
                                     index_filter=index_filter)
     val_loaders = make_data_loader(cfg, "val", ctx.distributed) if cfg.SOLVER.TO_VAL else []
-    # The loader's iterator draws its workers' base seed when training starts. Drawing it from a
-    # generator of its own, seeded before the checkpoint's random state is restored, keeps the
-    # global random stream of a resumed run identical to the uninterrupted run's.
-    train_loader.generator = torch.Generator().manual_seed(int(torch.randint(2 ** 62, (1,))))
-    set_rng_state(arguments.pop("rng", None))
+    set_rng_state(arguments.pop("rng", None))  # after the loaders, which draw their seeds from the stream
 
     def val_fn(unwrapped: torch.nn.Module) -> Optional[float]:
         return validation_recall(cfg, unwrapped, val_loaders, ctx.device, ctx) if val_loaders else None
