@@ -94,6 +94,23 @@ class _ContextPredictor(nn.Module):
         self.post_emb = normal_init(nn.Linear(hidden_dim, hidden_dim * 2), 10.0 * math.sqrt(1.0 / hidden_dim))
         self.post_cat = xavier_init(nn.Linear(hidden_dim * 2, pooling_dim))
 
+    def _init_heads(self, context_layer: nn.Module, num_rel_classes: int, hidden_dim: int, pooling_dim: int,
+                    union_dim: int, use_vision: bool, pred_dist: Optional[torch.Tensor],
+                    ctx_compress: bool = False) -> None:
+        """MOTIFS' and the Transformer's layers after their context, created in the benchmark's order
+        (so a seed gives the same weights): pairwise head, ``rel_compress``, the Transformer's
+        ``ctx_compress`` on the pair representation, ``up_dim``, frequency bias."""
+        self.use_vision = use_vision
+        self.use_bias = pred_dist is not None
+        self.context_layer = context_layer
+        self._init_pairwise(hidden_dim, pooling_dim)
+        self.rel_compress = xavier_init(nn.Linear(pooling_dim, num_rel_classes))
+        if ctx_compress:
+            self.ctx_compress = xavier_init(nn.Linear(hidden_dim * 2, num_rel_classes))
+        self._init_up_dim(pooling_dim, union_dim)
+        if self.use_bias:
+            self.freq_bias = FrequencyBias(pred_dist)
+
     def _init_up_dim(self, pooling_dim: int, union_dim: int) -> None:
         """``up_dim`` maps union features to CONTEXT_POOLING_DIM when it differs from MLP_HEAD_DIM."""
         self.union_single_not_match = pooling_dim != union_dim
@@ -125,14 +142,8 @@ class MotifPredictor(_ContextPredictor):
                  pred_dist: Optional[torch.Tensor], hidden_dim: int = 512, pooling_dim: int = 4096,
                  union_dim: int = 4096, use_vision: bool = True, **context_kwargs: Any) -> None:
         super().__init__()
-        self.use_vision = use_vision
-        self.use_bias = pred_dist is not None
-        self.context_layer = LSTMContext(class_vectors, in_channels, hidden_dim=hidden_dim, **context_kwargs)
-        self._init_pairwise(hidden_dim, pooling_dim)
-        self.rel_compress = xavier_init(nn.Linear(pooling_dim, num_rel_classes))
-        self._init_up_dim(pooling_dim, union_dim)
-        if self.use_bias:
-            self.freq_bias = FrequencyBias(pred_dist)
+        self._init_heads(LSTMContext(class_vectors, in_channels, hidden_dim=hidden_dim, **context_kwargs),
+                         num_rel_classes, hidden_dim, pooling_dim, union_dim, use_vision, pred_dist)
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, statistics: Mapping[str, Any]) -> "MotifPredictor":
@@ -217,15 +228,9 @@ class TransformerPredictor(_ContextPredictor):
                  pred_dist: Optional[torch.Tensor], hidden_dim: int = 512, pooling_dim: int = 4096,
                  union_dim: int = 4096, use_vision: bool = True, **context_kwargs: Any) -> None:
         super().__init__()
-        self.use_vision = use_vision
-        self.use_bias = pred_dist is not None
-        self.context_layer = TransformerContext(class_vectors, in_channels, hidden_dim=hidden_dim, **context_kwargs)
-        self._init_pairwise(hidden_dim, pooling_dim)
-        self.rel_compress = xavier_init(nn.Linear(pooling_dim, num_rel_classes))
-        self.ctx_compress = xavier_init(nn.Linear(hidden_dim * 2, num_rel_classes))
-        self._init_up_dim(pooling_dim, union_dim)
-        if self.use_bias:
-            self.freq_bias = FrequencyBias(pred_dist)
+        self._init_heads(TransformerContext(class_vectors, in_channels, hidden_dim=hidden_dim, **context_kwargs),
+                         num_rel_classes, hidden_dim, pooling_dim, union_dim, use_vision, pred_dist,
+                         ctx_compress=True)
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, statistics: Mapping[str, Any]) -> "TransformerPredictor":
