@@ -32,6 +32,15 @@ std::vector<Task> make_tasks(const SegmentT* segs, int64_t num_segs) {
   return tasks;
 }
 
+// Runs body(k, task, segment) for every chunk task k of the segments, in parallel.
+template <typename SegmentT, typename Body>
+void for_each_task(const SegmentT* segs, int64_t num_segs, int num_threads, Body body) {
+  const std::vector<Task> tasks = make_tasks(segs, num_segs);
+  const int64_t n = static_cast<int64_t>(tasks.size());
+#pragma omp parallel for schedule(static) num_threads(num_threads)
+  for (int64_t k = 0; k < n; ++k) body(k, tasks[k], segs[tasks[k].seg]);
+}
+
 template <bool kHasGrad, bool kCommit, bool kClamp>
 void paper_range(const Segment& seg, int64_t begin, int64_t end, const StateBuffers& buf, const PaperArgs& a) {
   const float* __restrict__ param = seg.param;
@@ -111,31 +120,21 @@ double mr_range(const MRSegment& seg, int64_t begin, int64_t end, const ParentBu
 
 void paper_step_cpu(const Segment* segs, int64_t num_segs, const StateBuffers& buf, const PaperArgs& a,
                     int num_threads) {
-  const std::vector<Task> tasks = make_tasks(segs, num_segs);
-  const int64_t n = static_cast<int64_t>(tasks.size());
-#pragma omp parallel for schedule(static) num_threads(num_threads)
-  for (int64_t k = 0; k < n; ++k) {
-    const Task& t = tasks[k];
-    const Segment& seg = segs[t.seg];
+  for_each_task(segs, num_segs, num_threads, [&](int64_t, const Task& t, const Segment& seg) {
     const bool has_grad = seg.grad != nullptr;
     if (has_grad && a.commit) paper_task<true, true>(seg, t, buf, a);
     else if (has_grad) paper_task<true, false>(seg, t, buf, a);
     else if (a.commit) paper_task<false, true>(seg, t, buf, a);
     else paper_task<false, false>(seg, t, buf, a);
-  }
+  });
 }
 
 void official_step_cpu(const Segment* segs, int64_t num_segs, const StateBuffers& buf, const FisherArgs& a,
                        int num_threads) {
-  const std::vector<Task> tasks = make_tasks(segs, num_segs);
-  const int64_t n = static_cast<int64_t>(tasks.size());
-#pragma omp parallel for schedule(static) num_threads(num_threads)
-  for (int64_t k = 0; k < n; ++k) {
-    const Task& t = tasks[k];
-    const Segment& seg = segs[t.seg];
+  for_each_task(segs, num_segs, num_threads, [&](int64_t, const Task& t, const Segment& seg) {
     if (seg.grad != nullptr) official_task<true>(seg, t, buf, a);
     else official_task<false>(seg, t, buf, a);
-  }
+  });
 }
 
 int64_t mr_num_partials(const MRSegment* segs, int64_t num_segs) {
@@ -146,18 +145,13 @@ int64_t mr_num_partials(const MRSegment* segs, int64_t num_segs) {
 
 void mr_forward_cpu(const MRSegment* segs, int64_t num_segs, const ParentBuffers& parent, bool l2, float coef,
                     double* partials, int num_threads) {
-  const std::vector<Task> tasks = make_tasks(segs, num_segs);
-  const int64_t n = static_cast<int64_t>(tasks.size());
-#pragma omp parallel for schedule(static) num_threads(num_threads)
-  for (int64_t k = 0; k < n; ++k) {
-    const Task& t = tasks[k];
-    const MRSegment& seg = segs[t.seg];
+  for_each_task(segs, num_segs, num_threads, [&](int64_t k, const Task& t, const MRSegment& seg) {
     const bool has_out = seg.grad_out != nullptr;
     if (l2 && has_out) partials[k] = mr_range<true, true>(seg, t.begin, t.end, parent, coef);
     else if (l2) partials[k] = mr_range<true, false>(seg, t.begin, t.end, parent, coef);
     else if (has_out) partials[k] = mr_range<false, true>(seg, t.begin, t.end, parent, coef);
     else partials[k] = mr_range<false, false>(seg, t.begin, t.end, parent, coef);
-  }
+  });
 }
 
 }  // namespace hml
