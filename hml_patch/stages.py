@@ -19,7 +19,7 @@ import os
 import statistics as stats_lib
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from maskrcnn_benchmark.utils.env import seed_all
 
 from .config import HMLSettings, resolve_num_stages
 from .importance import ImportanceState
-from .layer_pure import LayerPureFilter, image_predicates
+from .layer_pure import LayerPureFilter, image_predicates, layer_pure_indices
 from .losses import class_balanced_weights, concept_reconstruction_loss, official_concept_reconstruction_loss
 from .losses import stage_loss_weights
 from .official import official_class_weights, official_layer_lists
@@ -118,15 +118,20 @@ def stage_config(cfg, iterations: int):
     return stage_cfg
 
 
-def stage_predicate_counts(datasets: Sequence[Any], layer_filter: LayerPureFilter, num_classes: int) -> np.ndarray:
-    """Relations per predicate id over the images the filter keeps (all training datasets)."""
+def stage_predicate_counts(datasets: Sequence[Any], predicate_ids: Sequence[int], num_classes: int
+                           ) -> Tuple[np.ndarray, int, int]:
+    """Relations per predicate id over the layer-pure images of all training datasets, with the
+    numbers of images kept and in all (the stage's loader applies the same filter and logs it)."""
     counts = np.zeros(num_classes, dtype=np.int64)
+    kept_images = total_images = 0
     for dataset in datasets:
         per_image = image_predicates(dataset)
-        kept = layer_filter(dataset)
+        kept = layer_pure_indices(dataset, predicate_ids)
         if len(kept):
             counts += np.bincount(np.concatenate([per_image[i] for i in kept]), minlength=num_classes)
-    return counts
+        kept_images += len(kept)
+        total_images += len(dataset)
+    return counts, kept_images, total_images
 
 
 class StagePlan:
@@ -138,8 +143,8 @@ class StagePlan:
         self.new_classes = tree.stage_predicates(stage)
         self.old_classes = tree.old_predicates(stage)
         self.layer_filter = LayerPureFilter.for_stage(tree, stage)
-        self.counts = stage_predicate_counts(datasets, self.layer_filter, len(names))
-        self.images_kept, self.images_total = self.layer_filter.kept, self.layer_filter.total
+        self.counts, self.images_kept, self.images_total = stage_predicate_counts(
+            datasets, self.new_classes, len(names))
         if settings.mode == "paper":
             self.class_weights = class_balanced_weights(torch.as_tensor(self.counts), self.new_classes,
                                                         settings.cb_gamma, settings.bg_weight)
@@ -209,12 +214,13 @@ def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResul
     model: Optional[torch.nn.Module] = None
     for stage in range(1, num_stages + 1):
         iterations = settings.stage_iterations(stage, cfg.SOLVER.MAX_ITER)
+        stage_cfg = stage_config(cfg, iterations)
         stage_dir = os.path.join(cfg.OUTPUT_DIR, f"stage{stage}")
         plan = StagePlan(settings, tree, stage, datasets)
         seed_all(settings.seed + stage)
         previous_predictor = model.roi_heads.relation.predictor.student if model is not None else None
         model = None  # free the previous stage's model before building the next one
-        model = build_relation_model(stage_config(cfg, iterations), ctx)
+        model = build_relation_model(stage_cfg, ctx)
         head = model.roi_heads.relation
         predictor = head.predictor
         if not isinstance(predictor, HMLPredictor):
@@ -247,7 +253,7 @@ def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResul
                 reports.append(json.load(f))
         else:
             losses = LossWindow()
-            train_relation_model(stage_config(cfg, iterations), ctx, output_dir=stage_dir, model=model,
+            train_relation_model(stage_cfg, ctx, output_dir=stage_dir, model=model,
                                  index_filter=plan.layer_filter,
                                  hooks=[ImportanceHook(importance), losses, *hooks],
                                  extra_state={IMPORTANCE_STATE_KEY: importance, LOSS_WINDOW_KEY: losses})
