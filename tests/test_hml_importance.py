@@ -330,14 +330,21 @@ def test_cuda_kernels_equal_the_pytorch_reference_elementwise():
     _compare_kernels("cuda")
 
 
+def _stage1_then_student(data, student_seed, mode="paper", momentum=0.0):
+    """(state, student): a Toy teacher trained on ``data`` and finished as stage 1, then a fresh
+    Toy student bound to the state."""
+    teacher = Toy(seed=0)
+    state = ImportanceState.from_module(teacher, MR_FILTER, mode=mode)
+    train(teacher, state, torch.optim.SGD(teacher.parameters(), lr=0.05, momentum=momentum), data)
+    state.finalize_stage()
+    student = Toy(seed=student_seed)
+    state.bind(select_parameters(student, MR_FILTER))
+    return state, student
+
+
 @pytest.mark.parametrize("distance,upstream", [("l2", 1.0), ("abs", 1.0), ("l2", 3.0)])
 def test_mr_gradient_equals_the_formula(backend, distance, upstream):
-    teacher = Toy(seed=0)
-    state = ImportanceState.from_module(teacher, MR_FILTER)
-    train(teacher, state, torch.optim.SGD(teacher.parameters(), lr=0.05), batches(5))
-    state.finalize_stage()
-    student = Toy(seed=7)
-    state.bind(select_parameters(student, MR_FILTER))
+    state, student = _stage1_then_student(batches(5), student_seed=7)
     beta = 0.75
     loss = state.mr_penalty(beta, distance)
     (upstream * loss).backward()
@@ -357,12 +364,7 @@ def test_mr_gradient_equals_the_formula(backend, distance, upstream):
 
 
 def test_mr_penalty_survives_a_second_backward(backend):
-    teacher = Toy(seed=0)
-    state = ImportanceState.from_module(teacher, MR_FILTER)
-    train(teacher, state, torch.optim.SGD(teacher.parameters(), lr=0.05), batches(3))
-    state.finalize_stage()
-    student = Toy(seed=3)
-    state.bind(select_parameters(student, MR_FILTER))
+    state, student = _stage1_then_student(batches(3), student_seed=3)
     loss = state.mr_penalty(1.0)
     loss.backward(retain_graph=True)
     once = [p.grad.clone() for p in state.parameters]
@@ -374,12 +376,7 @@ def test_mr_penalty_survives_a_second_backward(backend):
 def _stage_run(mode, total_steps, stop_after=None, resume_from=None):
     """Stage 1 (4 steps) then stage 2 with MR; optionally stop/resume in stage 2 through bytes."""
     data1, data2 = batches(4, seed=2), batches(total_steps, seed=3)
-    teacher = Toy(seed=0)
-    state = ImportanceState.from_module(teacher, MR_FILTER, mode=mode)
-    train(teacher, state, torch.optim.SGD(teacher.parameters(), lr=0.05, momentum=0.9), data1)
-    state.finalize_stage()
-    student = Toy(seed=5)
-    state.bind(select_parameters(student, MR_FILTER))
+    state, student = _stage1_then_student(data1, student_seed=5, mode=mode, momentum=0.9)
     opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
     start = 0
     if resume_from is not None:
