@@ -105,11 +105,29 @@ class _ContextPredictor(nn.Module):
         self.context_layer = context_layer
         self._init_pairwise(hidden_dim, pooling_dim)
         self.rel_compress = xavier_init(nn.Linear(pooling_dim, num_rel_classes))
+        self.has_ctx_compress = ctx_compress
         if ctx_compress:
             self.ctx_compress = xavier_init(nn.Linear(hidden_dim * 2, num_rel_classes))
         self._init_up_dim(pooling_dim, union_dim)
         if self.use_bias:
             self.freq_bias = FrequencyBias(pred_dist)
+
+    def _heads_forward(self, proposals: Sequence[BoxList], rel_pair_idxs: Sequence[torch.Tensor],
+                       roi_features: torch.Tensor, union_features: Optional[torch.Tensor]) -> PredictorOutput:
+        """The forward of the layers of ``_init_heads``: ``rel_compress(post_cat(pairs) * union)``,
+        plus ``ctx_compress(pairs)`` when built, plus the frequency bias when used."""
+        obj_dists, obj_preds, edge_ctx = self.context_layer(roi_features, proposals)
+        prod_rep, pair_pred = pair_inputs(edge_ctx, obj_preds, self.post_emb, [len(p) for p in proposals],
+                                          rel_pair_idxs)
+        visual_rep = self.post_cat(prod_rep)
+        if self.use_vision:
+            visual_rep = visual_rep * self._union(union_features)
+        rel_dists = self.rel_compress(visual_rep)
+        if self.has_ctx_compress:
+            rel_dists = rel_dists + self.ctx_compress(prod_rep)
+        if self.use_bias:
+            rel_dists = rel_dists + self.freq_bias.index_with_labels(pair_pred)
+        return (*_split(obj_dists, rel_dists, proposals, rel_pair_idxs), {})
 
     def _init_up_dim(self, pooling_dim: int, union_dim: int) -> None:
         """``up_dim`` maps union features to CONTEXT_POOLING_DIM when it differs from MLP_HEAD_DIM."""
@@ -157,16 +175,7 @@ class MotifPredictor(_ContextPredictor):
     def forward(self, proposals: Sequence[BoxList], rel_pair_idxs: Sequence[torch.Tensor],
                 rel_labels: Optional[Sequence[torch.Tensor]], rel_binarys: Optional[Sequence[torch.Tensor]],
                 roi_features: torch.Tensor, union_features: Optional[torch.Tensor], logger=None) -> PredictorOutput:
-        obj_dists, obj_preds, edge_ctx = self.context_layer(roi_features, proposals)
-        prod_rep, pair_pred = pair_inputs(edge_ctx, obj_preds, self.post_emb, [len(p) for p in proposals],
-                                          rel_pair_idxs)
-        prod_rep = self.post_cat(prod_rep)
-        if self.use_vision:
-            prod_rep = prod_rep * self._union(union_features)
-        rel_dists = self.rel_compress(prod_rep)
-        if self.use_bias:
-            rel_dists = rel_dists + self.freq_bias.index_with_labels(pair_pred)
-        return (*_split(obj_dists, rel_dists, proposals, rel_pair_idxs), {})
+        return self._heads_forward(proposals, rel_pair_idxs, roi_features, union_features)
 
 
 class VCTreePredictor(_ContextPredictor):
@@ -243,16 +252,7 @@ class TransformerPredictor(_ContextPredictor):
     def forward(self, proposals: Sequence[BoxList], rel_pair_idxs: Sequence[torch.Tensor],
                 rel_labels: Optional[Sequence[torch.Tensor]], rel_binarys: Optional[Sequence[torch.Tensor]],
                 roi_features: torch.Tensor, union_features: Optional[torch.Tensor], logger=None) -> PredictorOutput:
-        obj_dists, obj_preds, edge_ctx = self.context_layer(roi_features, proposals)
-        prod_rep, pair_pred = pair_inputs(edge_ctx, obj_preds, self.post_emb, [len(p) for p in proposals],
-                                          rel_pair_idxs)
-        visual_rep = self.post_cat(prod_rep)
-        if self.use_vision:
-            visual_rep = visual_rep * self._union(union_features)
-        rel_dists = self.rel_compress(visual_rep) + self.ctx_compress(prod_rep)
-        if self.use_bias:
-            rel_dists = rel_dists + self.freq_bias.index_with_labels(pair_pred)
-        return (*_split(obj_dists, rel_dists, proposals, rel_pair_idxs), {})
+        return self._heads_forward(proposals, rel_pair_idxs, roi_features, union_features)
 
 
 class IMPPredictor(_ContextPredictor):
