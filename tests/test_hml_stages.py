@@ -356,6 +356,24 @@ def test_hml_predictor_keeps_the_wrapped_names(unit_cfg):
     assert_same(fresh.state_dict(), plain.state_dict(), "reloaded")
 
 
+def _captured_batch(cfg, model):
+    """(batch, images, targets): one training batch of ``cfg``'s loader, and the ``RelationBatch``
+    the relation head hands to ``batch_losses`` for it."""
+    class Capture:
+        batch = None
+
+        def __call__(self, batch):
+            Capture.batch = batch
+            return {}
+
+    predictor = model.roi_heads.relation.predictor
+    predictor.attach(Capture())
+    images, targets, _ = next(iter(make_data_loader(cfg, "train")))
+    model(images, targets)
+    predictor.attach(None)
+    return Capture.batch, images, targets
+
+
 def test_stage_terms_cr_and_mr(unit_cfg):
     model = _build(unit_cfg)
     model.train()
@@ -364,18 +382,7 @@ def test_stage_terms_cr_and_mr(unit_cfg):
             module.eval()
     head = model.roi_heads.relation
     predictor = head.predictor
-    images, targets, _ = next(iter(make_data_loader(unit_cfg, "train")))
-
-    class Capture:
-        batch = None
-
-        def __call__(self, batch):
-            Capture.batch = batch
-            return {}
-
-    predictor.attach(Capture())
-    model(images, targets)
-    batch = Capture.batch
+    batch, images, targets = _captured_batch(unit_cfg, model)
     student = torch.cat(list(batch.rel_logits))
     assert student.requires_grad and student.shape[0] > 0
 
@@ -429,23 +436,6 @@ def test_paper_class_weights_come_from_the_kept_images(unit_cfg, train_datasets,
         assert plan.mr_weight == pytest.approx(3.0 * 0.5 * (new + old) / new)
 
 
-def _captured_batch(cfg, model):
-    """One training batch as the relation head hands it to ``batch_losses``."""
-    class Capture:
-        batch = None
-
-        def __call__(self, batch):
-            Capture.batch = batch
-            return {}
-
-    predictor = model.roi_heads.relation.predictor
-    predictor.attach(Capture())
-    images, targets, _ = next(iter(make_data_loader(cfg, "train")))
-    model(images, targets)
-    predictor.attach(None)
-    return Capture.batch
-
-
 @pytest.mark.parametrize("predictor", ["MotifPredictor", "VCTreePredictor", "TransformerPredictor"])
 def test_teacher_cache_serves_the_teachers_logits(unit_cfg, predictor):
     """The cache equals the per-step teacher on the sampled pairs, computes an image once, draws no
@@ -453,7 +443,7 @@ def test_teacher_cache_serves_the_teachers_logits(unit_cfg, predictor):
     cfg = _with(unit_cfg, "MODEL.ROI_RELATION_HEAD.PREDICTOR", predictor,
                 "MODEL.ROI_RELATION_HEAD.CONTEXT_DROPOUT_RATE", 0.5)
     model = _build(cfg).train()
-    batch = _captured_batch(cfg, model)
+    batch, _, _ = _captured_batch(cfg, model)
     teacher = RelationTeacher.from_head(model.roi_heads.relation)
     cache = TeacherLogitCache(teacher, chunk_pairs=5)
     rng = torch.get_rng_state()
