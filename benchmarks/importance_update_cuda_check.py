@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repository root, for a checkout that is not installed
@@ -128,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-params", type=int, default=65_274_234)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--build-dir", default="/tmp/hml_importance_build")
+    parser.add_argument("--build-dir", default=os.path.join(tempfile.gettempdir(), "hml_importance_build"))
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("no CUDA device visible")
