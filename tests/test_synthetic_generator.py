@@ -19,6 +19,7 @@ from shared_data import require_shared
 from maskrcnn_benchmark.data.datasets.synthetic_vg import SyntheticWorldConfig, make_synthetic_vg
 from maskrcnn_benchmark.data.datasets.synthetic_vg.render import render_scene, shape_mask
 from maskrcnn_benchmark.data.datasets.synthetic_vg.world import (
+    GENUINE_COARSE_RULES,
     OBJECT_CLASSES,
     SHAPES,
     TEXTURES,
@@ -35,6 +36,19 @@ H5_LAYOUT = {  # name: (columns or None for 1-D, dtype kind)
     "img_to_first_rel": (None, "i"), "img_to_last_rel": (None, "i"), "labels": (1, "i"),
     "boxes_1024": (4, "i"), "boxes_512": (4, "i"), "active_object_mask": (1, "b"),
     "relationships": (2, "i"), "predicates": (1, "i"), "attributes": (10, "i"),
+}
+
+
+# sha256 of what the generator wrote before genuine-coarse types existed, for
+# make_synthetic_vg(out, 40, seed=0, image_long_side=128); "VG_100K" digests the sorted
+# "<name><sha256>" of the 40 images. They also pin numpy's generators, h5py/HDF5 and
+# Pillow's JPEG encoder: after an upgrade of those, regenerate them with the old code.
+OLD_WORLD_DIGESTS = {
+    "VG-SGG-with-attri.h5": "35cb7b575043d5e3868f8d81a79b396afdecbc522a9dbd4dfaff2d6e2425adb9",
+    "VG-SGG-dicts-with-attri.json": "94d4e8ecaa017e93861efb393d44d7e738292a78c5d54381c05e781735ebe973",
+    "image_data.json": "edab24e3f8b851aefaab7db535d8a11277062be7d99696f58daba730aa296d9d",
+    "synthetic_vg_annotations.json": "d8a06d9c86b007e097dbdf8b5389ce9367ce9deb4638d7f61047acb62f2c6138",
+    "VG_100K": "9af204e551a386098b3243a20ad1dac5024b4be620385231d1d78ec7fd07bc2f",
 }
 
 
@@ -219,6 +233,55 @@ def test_num_coarse_only_adds_childless_coarse_predicates(tmp_path):
     assert len(report["predicate_counts"]) == len(default["predicate_counts"]) + 2
 
 
+def test_old_world_is_byte_identical_with_genuine_coarse_share_zero(tmp_path):
+    generate(tmp_path, 40, seed=0, image_long_side=128, genuine_coarse_share=0.0)
+    digests = file_digests(tmp_path)
+    images = "".join(name + digest for name, digest in digests.items() if name.startswith("VG_100K/"))
+    digests["VG_100K"] = hashlib.sha256(images.encode()).hexdigest()
+    assert {name: digests[name] for name in OLD_WORLD_DIGESTS} == OLD_WORLD_DIGESTS
+
+
+@pytest.mark.parametrize("share, expected", [(0.0, []), (0.3, ["has", "on"]), (0.5, ["has", "near", "on"]),
+                                             (1.0, ["has", "in", "near", "of", "on"])])
+def test_genuine_coarse_share_picks_the_first_parents(tmp_path, share, expected):
+    report = generate(tmp_path, 60, genuine_coarse_share=share)
+    assert report["hierarchy"]["genuine_coarse"] == expected
+    assert all(report["relation_type_counts"][name] > 0 for name in expected)
+    assert set(expected) <= set(report["hierarchy"]["coarse_to_fine"])
+    kinds = report["annotation_kinds_by_split"]
+    assert sum(kinds[split]["genuine_coarse"] for split in kinds) == sum(
+        report["relation_type_counts"][name] for name in expected)
+
+
+def test_genuine_coarse_types_have_their_own_class_pairs():
+    world = build_world(num_coarse_only=5, num_genuine_coarse=5, geometry_overlap=0.0)
+    pairs = {rule.predicate: set(itertools.product(rule.subjects, rule.objects)) for rule in world.rules}
+    for rule in GENUINE_COARSE_RULES:
+        others = set().union(*(pairs[name] for name in pairs if name != rule.predicate))
+        assert not pairs[rule.predicate] & (others | {(obj, sub) for sub, obj in others}), rule.predicate
+    assert world.genuine_coarse_predicates() == tuple(sorted(rule.predicate for rule in GENUINE_COARSE_RULES))
+
+
+@pytest.mark.parametrize("coarse_prob", [0.0, 0.6])
+def test_genuine_coarse_relations_are_always_annotated_coarse(tmp_path, coarse_prob):
+    report = generate(tmp_path, 80, coarse_prob=coarse_prob)
+    vocab = read_json(tmp_path, "VG-SGG-dicts-with-attri.json")
+    genuine = {vocab["predicate_to_idx"][name] for name in report["hierarchy"]["genuine_coarse"]}
+    fine = {vocab["predicate_to_idx"][name] for name in report["hierarchy"]["layers"]["2"]}
+    kinds = Counter()
+    for truth in read_json(tmp_path, "synthetic_vg_annotations.json"):
+        for (_, _, annotated), true in zip(truth["relations"], truth["relation_types"]):
+            if true in genuine:
+                assert annotated == true
+            kind = ("genuine_coarse" if true in genuine else "coarse_only" if true not in fine
+                    else "fine_annotated" if annotated == true else "coarsened")
+            kinds[truth["split"], kind] += 1
+    assert kinds["test", "genuine_coarse"] > 0 and (coarse_prob == 0.0) == (kinds["test", "coarsened"] == 0)
+    assert report["annotation_kinds_by_split"] == {
+        split: {kind: kinds[split, kind] for kind in ("fine_annotated", "coarsened", "genuine_coarse", "coarse_only")}
+        for split in ("train", "val", "test")}
+
+
 def test_hierarchy_and_layer_purity_match_the_h5(default_set):
     out_dir, report = default_set
     hierarchy = report["hierarchy"]
@@ -260,6 +323,12 @@ def test_bad_input_raises_value_error(tmp_path, bad):
         generate(tmp_path, num_images, **bad)
 
 
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_bad_genuine_coarse_share_names_the_knob(tmp_path, share):
+    with pytest.raises(ValueError, match=r"genuine_coarse_share must be in \[0, 1\]"):
+        generate(tmp_path, 5, genuine_coarse_share=share)
+
+
 def test_world_classes_look_different_and_layouts_are_valid():
     for first, second in itertools.combinations(OBJECT_CLASSES, 2):
         differences = sum(a != b for a, b in zip((first.shape, first.colour, first.texture),
@@ -267,7 +336,7 @@ def test_world_classes_look_different_and_layouts_are_valid():
         assert differences >= 2, (first.name, second.name)
     assert {cls.shape for cls in OBJECT_CLASSES} <= set(SHAPES)
     assert {cls.texture for cls in OBJECT_CLASSES} <= set(TEXTURES)
-    world = build_world(num_coarse_only=5, geometry_overlap=0.0)
+    world = build_world(num_coarse_only=5, num_genuine_coarse=5, geometry_overlap=0.0)
     for ranges in world.layout_ranges:
         assert (ranges[..., 0] <= ranges[..., 1]).all() and ranges.min() >= 0 and ranges.max() <= 1
         assert (ranges[:, :2, 1] < ranges[:, 2:, 0]).all()
@@ -297,8 +366,8 @@ def test_rendered_objects_fill_their_boxes_exactly():
 
 
 def test_geometry_overlap_changes_only_fine_layouts(tmp_path):
-    separated = build_world(num_coarse_only=2, geometry_overlap=0.0)
-    shared = build_world(num_coarse_only=2, geometry_overlap=1.0)
+    separated = build_world(num_coarse_only=2, num_genuine_coarse=5, geometry_overlap=0.0)
+    shared = build_world(num_coarse_only=2, num_genuine_coarse=5, geometry_overlap=1.0)
     for rule, own, blended in zip(separated.rules, separated.layout_ranges, shared.layout_ranges):
         assert np.array_equal(own, rule.layout.ranges())
         assert np.array_equal(own, blended) == (rule.parent is None), rule.predicate
@@ -314,6 +383,8 @@ def test_cli_writes_the_dataset_and_prints_the_report(tmp_path):
         capture_output=True, text=True, env=environment, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "layer-2-pure" in result.stdout and "predicate" in result.stdout
+    assert "genuine-coarse predicates: has, in, near, of, on" in result.stdout
+    assert "test relations: " in result.stdout and "coarsened" in result.stdout
     info = read_json(tmp_path, "synthetic_vg_info.json")
     assert info["num_images"] == 20 and info["seed"] == 1 and info["config"]["coarse_prob"] == 0.5
     assert all(name in os.listdir(tmp_path) for name in OUTPUT_FILES)
@@ -325,4 +396,6 @@ def test_cli_rejects_bad_knobs_with_a_clear_message(caplog):
     spec.loader.exec_module(cli)
     assert cli.main(["--out", "unused", "--num-images", "0"]) != 0
     assert cli.main(["--out", "unused", "--num-images", "5", "--min-rels", "3", "--max-rels", "2"]) != 0
+    assert cli.main(["--out", "unused", "--num-images", "5", "--genuine-coarse-share", "2"]) != 0
     assert "num_images must be >= 1" in caplog.text and "max_rels must be in" in caplog.text
+    assert "genuine_coarse_share must be in [0, 1]" in caplog.text

@@ -3,7 +3,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Tuple
 
-from .world import MAX_COARSE_ONLY
+from .world import MAX_COARSE_ONLY, MAX_GENUINE_COARSE
 
 MAX_RELS_PER_IMAGE = 5
 MAX_DISTRACTORS_PER_IMAGE = 3
@@ -29,6 +29,10 @@ class SyntheticWorldConfig:
     - ``coarse_prob=0.6``: the simulation's clearest mixed-granularity setting (0.8 makes
       plain CE predict only parents, 0.4 lets plain CE win).
     - ``num_coarse_only=0``: every coarse predicate has fine children (clearest setting).
+    - ``genuine_coarse_share=1.0``: every parent (on, has, near, of, in) also has a type whose
+      true predicate is the parent itself, so the ideal model answers fine for fine types and
+      coarse for coarse ones (HIERARCHY.md D). 0 gives back the world without genuine coarse
+      relations: byte-identical dataset files to the generator before the knob existed.
     - ``tail_steepness=1.6``: Zipf exponent giving an annotated max/min predicate count
       ratio of about 100 on 2,000 images and 64-70 on 300 (20 seeds); smaller sets come
       out flatter (about 45 on 200) because every type is kept at least once per split.
@@ -54,6 +58,11 @@ class SyntheticWorldConfig:
                 "and fine type, round(p*n) of its n relations, chosen at random; one keeps the fine label if p < 1)"})
     num_coarse_only: int = field(default=0, metadata={
         "help": f"coarse predicates without fine children to add, 0..{MAX_COARSE_ONLY}"})
+    genuine_coarse_share: float = field(default=1.0, metadata={
+        "help": f"share of the {MAX_GENUINE_COARSE} parents with fine children (on, has, near, of, in, in this "
+                "order) that also get a genuine-coarse relation type, whose true predicate is the parent itself and "
+                "which is always annotated with it; the first round(share * "
+                f"{MAX_GENUINE_COARSE}) parents get one, in [0, 1]; 0 = the world without genuine coarse relations"})
     tail_steepness: float = field(default=1.6, metadata={
         "help": "Zipf exponent of the relation-type frequencies (0 = uniform)"})
     geometry_overlap: float = field(default=0.0, metadata={
@@ -61,6 +70,11 @@ class SyntheticWorldConfig:
                 "separated), 1 = one shared layout (only subject/object classes tell siblings apart)"})
     pixel_noise_std: float = field(default=6.0, metadata={"help": "std of the Gaussian pixel noise"})
     jpeg_quality: int = field(default=90, metadata={"help": "JPEG quality, 1..100"})
+
+    @property
+    def num_genuine_coarse(self) -> int:
+        """How many parents get a genuine-coarse type: round(share * MAX_GENUINE_COARSE), halves up."""
+        return int(math.floor(self.genuine_coarse_share * MAX_GENUINE_COARSE + 0.5))
 
     def validate(self) -> None:
         """Raise ValueError naming the first knob that is out of range."""
@@ -81,7 +95,7 @@ class SyntheticWorldConfig:
         if not 0 <= self.max_distractors <= MAX_DISTRACTORS_PER_IMAGE:
             raise ValueError(f"max_distractors must be in [0, {MAX_DISTRACTORS_PER_IMAGE}], "
                              f"got {self.max_distractors}")
-        for name in ("coarse_prob", "geometry_overlap"):
+        for name in ("coarse_prob", "genuine_coarse_share", "geometry_overlap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.num_coarse_only <= MAX_COARSE_ONLY:

@@ -5,7 +5,8 @@ the relation types it shows: within each split (train, val, test) the type count
 are apportioned to Zipf weights (every type at least once when the split has
 enough relation slots) and shuffled over the slots, and for each fine type
 ``round(coarse_prob * n)`` of its n relations, chosen at random, are annotated as
-the coarse parent (at least one keeps its fine label unless ``coarse_prob`` is 1).
+the coarse parent (at least one keeps its fine label unless ``coarse_prob`` is 1);
+coarse types (genuine coarse and coarse-only) always carry their true, coarse label.
 This is random assignment without replacement: each relation is coarse with
 probability ~``coarse_prob``, yet the long tail and the split contents are stable
 even on small sets. Then every image is drawn from its own random stream.
@@ -195,7 +196,7 @@ def make_synthetic_vg(out_dir: str, num_images: int, seed: int,
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     config.validate()
-    world = build_world(config.num_coarse_only, config.geometry_overlap)
+    world = build_world(config.num_coarse_only, config.num_genuine_coarse, config.geometry_overlap)
     plan_seed, scenes_seed = np.random.SeedSequence(seed).spawn(2)
     plans, num_val_im = plan_dataset(np.random.default_rng(plan_seed), world, config, num_images)
     image_dir = os.path.join(out_dir, IMAGE_DIR)

@@ -6,6 +6,13 @@ hierarchy: coarse predicates ("on", "has", ...) with fine children ("sitting on"
 type is decided by the subject class, the object class and the pair's geometry, so
 a model can learn it from pixels; the geometry of siblings can be made to overlap
 (``geometry_overlap``) to control how hard the fine distinction is.
+
+Three kinds of relation type (HIERARCHY.md D): fine types (``FINE_RULES``, true
+predicate a fine child, annotated with its parent with probability ``coarse_prob``),
+genuine-coarse types (``GENUINE_COARSE_RULES``, true predicate a coarse parent
+itself, e.g. a cup "on" a bench: no fine child applies, so the right answer is the
+coarse one) and coarse-only types (``COARSE_ONLY_RULES``, coarse predicates without
+children). Coarse types are always annotated with their true predicate.
 """
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
@@ -111,7 +118,11 @@ class PairLayout:
 
 @dataclass(frozen=True)
 class RelationRule:
-    """One relation type: its predicate, its coarse parent (None if coarse-only), allowed classes, layout."""
+    """One relation type: its true predicate, its coarse parent, allowed classes, layout.
+
+    ``parent`` is None for a coarse type (genuine coarse or coarse-only): its true
+    predicate is coarse and it is never annotated otherwise.
+    """
 
     predicate: str
     parent: Optional[str]
@@ -165,6 +176,28 @@ FINE_RULES: Tuple[RelationRule, ...] = (
         object=((0.1, 0.15), (0.3, 0.35), (0.85, 0.9), (0.8, 0.85)), subject_in_front=True)),
 )
 
+# One per parent of FINE_RULES, in the order ``genuine_coarse_share`` enables them. Each
+# differs from its fine siblings in its class pairs (no sibling, nor any other type,
+# uses them in either direction) and in its geometry (``blend_sibling_layouts`` leaves
+# it alone), so a model can tell "coarse is right here" from "a fine child is right".
+GENUINE_COARSE_RULES: Tuple[RelationRule, ...] = (
+    RelationRule("on", None, ("cup", "hat", "phone"), ("bed", "bench", "chair"), PairLayout(
+        subject=((0.38, 0.44), (0.22, 0.3), (0.56, 0.62), (0.5, 0.56)),
+        object=((0.05, 0.12), (0.48, 0.52), (0.88, 0.95), (0.88, 0.95)), subject_in_front=True)),
+    RelationRule("has", None, ("bike", "chair"), ("wheel",), PairLayout(
+        subject=((0.05, 0.1), (0.15, 0.25), (0.9, 0.95), (0.85, 0.92)),
+        object=((0.1, 0.16), (0.6, 0.66), (0.36, 0.42), (0.9, 0.96)), subject_in_front=False)),
+    RelationRule("near", None, ("cat", "tree"), ("building", "fence"), PairLayout(
+        subject=((0.02, 0.08), (0.3, 0.4), (0.4, 0.45), (0.9, 0.96)),
+        object=((0.3, 0.35), (0.15, 0.25), (0.92, 0.98), (0.9, 0.96)), subject_in_front=True)),
+    RelationRule("of", None, ("ear",), PEOPLE, PairLayout(
+        subject=((0.28, 0.32), (0.08, 0.12), (0.38, 0.42), (0.18, 0.22)),
+        object=PERSON_BOX, subject_in_front=True)),
+    RelationRule("in", None, ("cat", "cup", "phone"), ("bag", "box"), PairLayout(
+        subject=((0.3, 0.35), (0.15, 0.22), (0.62, 0.68), (0.7, 0.78)),
+        object=((0.12, 0.18), (0.45, 0.5), (0.82, 0.88), (0.9, 0.96)), subject_in_front=False)),
+)
+
 COARSE_ONLY_RULES: Tuple[RelationRule, ...] = (
     RelationRule("above", None, ("umbrella", "window"), ("bench", "car", "door"), PairLayout(
         subject=((0.3, 0.4), (0.05, 0.1), (0.6, 0.7), (0.3, 0.38)),
@@ -184,13 +217,21 @@ COARSE_ONLY_RULES: Tuple[RelationRule, ...] = (
 )
 
 # Relation types from most to least frequent; the Zipf weights follow this order.
+# The genuine-coarse types (named by their coarse predicate) are spread over the
+# whole tail rather than bunched: in the default world (no coarse-only types) "on" is
+# rank 2 of 18 (head: as on VG, where "on" is the top predicate, a method that
+# forgets coarse predicates pays for it in R@K), "near" 7 and "has" 10 (body), "of" 14
+# and "in" 17 (tail: a method that favours rare predicates must still answer coarse
+# there). Each sits among its own fine siblings, so no parent is all head or all tail.
+# Leaving them out keeps the old types' relative order, hence the old world.
 POPULARITY_ORDER: Tuple[str, ...] = (
-    "wearing", "above", "sitting on", "in front of", "part of", "under", "holding", "standing on",
-    "walking in", "against", "behind", "parked on", "carrying", "along", "belonging to", "lying on",
-    "with", "covered in",
+    "wearing", "above", "on", "sitting on", "in front of", "part of", "under", "holding", "near",
+    "standing on", "walking in", "against", "has", "behind", "parked on", "carrying", "along", "of",
+    "belonging to", "lying on", "with", "in", "covered in",
 )
 
 MAX_COARSE_ONLY = len(COARSE_ONLY_RULES)
+MAX_GENUINE_COARSE = len(GENUINE_COARSE_RULES)
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,6 +278,11 @@ class SyntheticWorld:
         """Layer 2: predicates that have a coarse parent, alphabetical."""
         return tuple(sorted(rule.predicate for rule in self.rules if rule.parent is not None))
 
+    def genuine_coarse_predicates(self) -> Tuple[str, ...]:
+        """Coarse predicates with fine children that are also the true predicate of a type, alphabetical."""
+        parents = {rule.parent for rule in self.rules if rule.parent is not None}
+        return tuple(sorted(rule.predicate for rule in self.rules if rule.parent is None and rule.predicate in parents))
+
 
 def blend_sibling_layouts(rules: Tuple[RelationRule, ...], geometry_overlap: float) -> Tuple[np.ndarray, ...]:
     """Widen each fine layout's ranges toward the hull of its siblings' ranges by ``geometry_overlap``.
@@ -244,7 +290,8 @@ def blend_sibling_layouts(rules: Tuple[RelationRule, ...], geometry_overlap: flo
     0 keeps every layout as designed (siblings well separated); as it grows the
     siblings' ranges start to overlap (from about 0.5 for two siblings), and at 1 all
     children of a parent draw from the same ranges, so only their subject/object
-    classes tell them apart. Coarse-only layouts are never changed.
+    classes tell them apart. Coarse layouts (genuine coarse and coarse-only) are
+    never changed and never part of a hull.
     """
     blended = []
     for rule in rules:
@@ -258,11 +305,16 @@ def blend_sibling_layouts(rules: Tuple[RelationRule, ...], geometry_overlap: flo
     return tuple(blended)
 
 
-def build_world(num_coarse_only: int, geometry_overlap: float) -> SyntheticWorld:
-    """All fine relation types plus the first ``num_coarse_only`` coarse-only types."""
+def build_world(num_coarse_only: int, num_genuine_coarse: int, geometry_overlap: float) -> SyntheticWorld:
+    """All fine relation types plus the first ``num_genuine_coarse`` genuine-coarse and
+    the first ``num_coarse_only`` coarse-only types; with both 0 this is the world without
+    genuine coarse relations that the generator made before they existed."""
     if not 0 <= num_coarse_only <= MAX_COARSE_ONLY:
         raise ValueError(f"num_coarse_only must be in [0, {MAX_COARSE_ONLY}], got {num_coarse_only}")
-    active = {rule.predicate: rule for rule in FINE_RULES + COARSE_ONLY_RULES[:num_coarse_only]}
+    if not 0 <= num_genuine_coarse <= MAX_GENUINE_COARSE:
+        raise ValueError(f"num_genuine_coarse must be in [0, {MAX_GENUINE_COARSE}], got {num_genuine_coarse}")
+    chosen = FINE_RULES + GENUINE_COARSE_RULES[:num_genuine_coarse] + COARSE_ONLY_RULES[:num_coarse_only]
+    active = {rule.predicate: rule for rule in chosen}
     rules = tuple(active[name] for name in POPULARITY_ORDER if name in active)
     predicates = {rule.predicate for rule in rules} | {rule.parent for rule in rules if rule.parent}
     return SyntheticWorld(

@@ -31,8 +31,9 @@ class SceneAnnotation:
 
     ``boxes``: (n, 4) pixel (x1, y1, x2, y2), the object covering columns x1..x2-1;
     ``labels``: (n,) object ids; ``relations``: (r, 3) rows (subject index, object
-    index, annotated predicate id); ``relation_types``: (r,) predicate id of the rule
-    that generated each relation (the fine predicate, before coarse annotation).
+    index, annotated predicate id); ``relation_types``: (r,) true predicate id of each
+    relation, that of the rule that generated it (a fine child for a fine type, the coarse
+    predicate for a coarse type), before coarse annotation.
     """
 
     image_id: int
