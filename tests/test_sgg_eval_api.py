@@ -15,6 +15,7 @@ from maskrcnn_benchmark.config.modes import mode_from_config
 from maskrcnn_benchmark.data.datasets.evaluation.vg import load_zeroshot_triplets
 from maskrcnn_benchmark.data.datasets.synthetic_vg import make_synthetic_vg
 from maskrcnn_benchmark.data.datasets.visual_genome import VGDataset
+from maskrcnn_benchmark.structures.predicate_hierarchy import HierarchyError, links_from_generator_info
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from shared_data import require_shared
 
@@ -154,3 +155,29 @@ def test_fixture_tool_writes_the_golden_keys(tmp_path):
                                atol=1e-9)
     assert abs(mine["detection"]["mAP50"] - golden["detection"]["mAP50"]) <= 1e-6
     np.testing.assert_allclose(mine["detection"]["coco_stats"], golden["detection"]["coco_stats"], atol=1e-6)
+
+
+def test_predicate_tree_key_switches_the_hierarchy_metrics_on(dataset, tmp_path):
+    """TEST.RELATION.PREDICATE_TREE: a tree with the generator's parents; a perfect prediction scores 1."""
+    root = Path(dataset.dict_file).parent
+    links = links_from_generator_info(str(root / "synthetic_vg_info.json"))
+    tree = tmp_path / "tree.json"
+    tree.write_text(json.dumps({"predicates": dataset.ind_to_predicates, "parents": links}))
+    config = _config(**{"MODEL.ROI_RELATION_HEAD.USE_GT_BOX": True, "MODEL.ROI_RELATION_HEAD.USE_GT_OBJECT_LABEL": True,
+                        "TEST.RELATION.PREDICATE_TREE": str(tree), "TEST.RELATION.GRADED_HR_WEIGHTS": (0.3, 0.2)})
+    evaluator = build_sgg_evaluator(config, dataset)
+    num_predicates = len(dataset.ind_to_predicates) - 1
+    for index in range(len(dataset)):
+        groundtruth = dataset.get_groundtruth(index, evaluation=True)
+        evaluator.add(groundtruth, _perfect_prediction(groundtruth, num_predicates), image_id=index)
+    result = evaluator.result()
+    for key in ("HR@K", "gHR@K", "TOR_p@K", "TOR_p+@K", "POR_p@K"):
+        assert result["metrics"][key]["100"] == 1.0, key
+    assert result["hierarchy"]["tree"] == str(tree)
+    assert result["hierarchy"]["graded_weights"] == {"coarsen": 0.3, "sibling": 0.2}
+    assert result["hierarchy"]["parents"] == {name: links[name] for name in dataset.ind_to_predicates if name in links}
+    assert any("type=Hierarchical Recall" in line for line in evaluator.log_lines())
+
+    vg150_tree = Path(__file__).resolve().parents[1] / "configs" / "hierarchy" / "vg150_cogtree_tree.json"
+    with pytest.raises(HierarchyError, match=f"{vg150_tree}: predicate 1 is 'above' in the tree but"):
+        build_sgg_evaluator(_config(**{"TEST.RELATION.PREDICATE_TREE": str(vg150_tree)}), dataset)

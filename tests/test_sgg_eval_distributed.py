@@ -11,9 +11,11 @@ from pathlib import Path
 
 from maskrcnn_benchmark.data.datasets.evaluation.vg import SGGEvaluator
 from maskrcnn_benchmark.data.datasets.evaluation.vg.fixture import fixture_mode, iter_fixture, load_fixture
+from maskrcnn_benchmark.structures.predicate_hierarchy import PredicateHierarchy
 from shared_data import require_shared
 
 WORKER = Path(__file__).with_name("sgg_eval_dist_worker.py")
+VG150_TREE = Path(__file__).parents[1] / "configs" / "hierarchy" / "vg150_cogtree_tree.json"
 TOL = 1e-12  # sums are added in another order across processes
 
 
@@ -34,19 +36,22 @@ def _flatten(value, prefix=""):
 
 def test_two_processes_equal_one(tmp_path):
     """PredCls with the legacy ann ids: image 0 sits on rank 1, so the COCO numbering after the
-    gather must follow the image ids for mAP50 to come out the same."""
+    gather must follow the image ids for mAP50 to come out the same. The hierarchy metrics
+    (VG150's CogTree parents) are on, so their sums are all-reduced too."""
     npz = str(require_shared("fixtures", "sgg_eval", "public", "predcls.npz"))
     out = tmp_path / "metrics.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(WORKER), npz, str(out), "--legacy-coco-ann-ids"]
+           f"--master_port={_free_port()}", str(WORKER), npz, str(out), "--legacy-coco-ann-ids",
+           "--tree", str(VG150_TREE)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     distributed = json.loads(out.read_text())
 
     fixture = load_fixture(npz)
     single = SGGEvaluator(fixture_mode(npz), num_predicates=50, zeroshot_triplets=fixture["zeroshot_triplets"],
-                          keep_per_image=True, legacy_coco_ann_ids=True)
+                          keep_per_image=True, legacy_coco_ann_ids=True,
+                          hierarchy=PredicateHierarchy.from_json(str(VG150_TREE)))
     for index, groundtruth, prediction in iter_fixture(fixture):
         single.add(groundtruth, prediction, image_id=index)
     single_path = tmp_path / "single.json"
@@ -61,4 +66,5 @@ def test_two_processes_equal_one(tmp_path):
         else:
             assert got[key] == value, key
     assert distributed["num_images"] == len(fixture["image_wh"])
+    assert distributed["hierarchy"]["confusion"]["100"]["fine_annotated"]["matched"] > 0
     assert distributed["detection"]["mAP50"] < 1.0  # the quirk hit image 0 although rank 1 evaluated it

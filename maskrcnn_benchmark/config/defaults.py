@@ -283,6 +283,11 @@ _C.TEST.RELATION.ZEROSHOT_TRIPLETS = ""
 
 # ---------------------------------------------------------------------------
 # Misc
+# Predicate tree file with parent links (fine -> coarse) for the hierarchy metrics HR, mHR, gHR,
+# TOR_p, POR_p and the coarse/fine confusion; "" = off (configs/hierarchy/ has VG150's).
+_C.TEST.RELATION.PREDICATE_TREE = ""
+# gHR@K's partial credits: (coarsening a fine GT to its parent, predicting a sibling of a fine GT).
+_C.TEST.RELATION.GRADED_HR_WEIGHTS = (0.5, 0.5)
 # ---------------------------------------------------------------------------
 _C.OUTPUT_DIR = "."
 # >= 0: seed Python, NumPy and torch at start-up so a run can be repeated exactly; -1: unseeded

@@ -11,11 +11,13 @@ import torch
 from maskrcnn_benchmark.config.modes import mode_from_config
 from maskrcnn_benchmark.data.datasets.visual_genome import load_label_counts
 from maskrcnn_benchmark.structures.bounding_box import BoxList
+from maskrcnn_benchmark.structures.predicate_hierarchy import PredicateHierarchy
 from maskrcnn_benchmark.utils.comm import get_rank, get_world_size
 
 from .accumulator import RelationSums
 from .coco_boxes import BoxCollector
 from .derived import derived_metrics, frequency_groups
+from .hierarchy_metrics import HierarchyEvaluator
 from .image_metrics import KS, ZeroShotTriplets, evaluate_image
 from .inputs import MODES, ImageInputs, apply_mode, inputs_from_boxlists
 from .report import log_lines, write_metrics_json
@@ -50,6 +52,10 @@ class SGGEvaluator:
         coco_matcher: "vectorised" (default) or "pycocotools" (its own, slow
             ``COCOeval.evaluate``; same numbers).
         keep_per_image: also keep each evaluated image's recalls (for checks).
+        hierarchy: fine -> coarse predicate links; adds the hierarchy metrics
+            (``hierarchy_metrics``) when given.
+        graded_weights: gHR@K's (coarsen, sibling) credits.
+        hierarchy_source: where the hierarchy was read from (recorded in the result).
     """
 
     def __init__(self, mode: str, num_predicates: int, predicate_names: Optional[Sequence[str]] = None,
@@ -57,7 +63,8 @@ class SGGEvaluator:
                  zeroshot_triplets: Optional[np.ndarray] = None,
                  train_predicate_counts: Optional[Sequence[int]] = None, legacy_coco_ann_ids: bool = False,
                  require_overlap: bool = False, keep_per_image: bool = False,
-                 coco_matcher: str = "vectorised") -> None:
+                 coco_matcher: str = "vectorised", hierarchy: Optional[PredicateHierarchy] = None,
+                 graded_weights: Sequence[float] = (0.5, 0.5), hierarchy_source: Optional[str] = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode should be one of {MODES}, got {mode!r}")
         self.mode = mode
@@ -78,6 +85,13 @@ class SGGEvaluator:
         self.coco_matcher = coco_matcher
         self.sums = RelationSums(num_predicates)
         self.boxes = BoxCollector()
+        if hierarchy is not None and hierarchy.num_predicates != num_predicates:
+            raise ValueError(f"the predicate hierarchy has {hierarchy.num_predicates} predicates, "
+                             f"the evaluation {num_predicates}")
+        if len(graded_weights) != 2:
+            raise ValueError(f"graded_weights should be (coarsen, sibling), got {tuple(graded_weights)}")
+        self.hierarchy = None if hierarchy is None else HierarchyEvaluator(
+            hierarchy, *graded_weights, source=hierarchy_source)
         self.per_image: Optional[List[Dict[str, Any]]] = [] if keep_per_image else None
         self._detection: Optional[Dict[str, Any]] = None
         self._warned_box_count = False
@@ -122,9 +136,12 @@ class SGGEvaluator:
             logger.warning("SGCls prediction with %d boxes for %d GT boxes (image %d)",
                            len(inputs.pred_boxes), len(inputs.gt_boxes), image_id)
             self._warned_box_count = True
-        result = evaluate_image(apply_mode(inputs, self.mode), self.num_predicates, self.iou_threshold,
+        mode_inputs = apply_mode(inputs, self.mode)
+        result = evaluate_image(mode_inputs, self.num_predicates, self.iou_threshold,
                                 self.zeroshot, pair_accuracy=self.mode != "sgdet")
         self.sums.add(result)
+        if self.hierarchy is not None:
+            self.hierarchy.add_image(mode_inputs, self.iou_threshold)
         if self.per_image is not None:
             self.per_image.append(dict(image=image_id, **result.as_record()))
 
@@ -134,6 +151,8 @@ class SGGEvaluator:
         if get_world_size() == 1:
             return
         self.sums.all_reduce()
+        if self.hierarchy is not None:
+            self.hierarchy.all_reduce()
         self.boxes.gather()
         if self.per_image is not None:
             gathered = [None] * get_world_size() if get_rank() == 0 else None
@@ -170,6 +189,8 @@ class SGGEvaluator:
             metrics.pop("zR@K")
             metrics.pop("ng-zR@K")
         metrics.update(derived_metrics(metrics, sums["per_predicate"]["mR"], self.groups))
+        if self.hierarchy is not None:
+            metrics.update(self.hierarchy.metrics())
         counts = sums["counts"]
         out = {
             "protocol": self.protocol(),
@@ -184,6 +205,8 @@ class SGGEvaluator:
             "head_body_tail": self.groups,
             "detection": self.detection_result() if len(self.boxes) else None,
         }
+        if self.hierarchy is not None:
+            out["hierarchy"] = self.hierarchy.detail()
         if self.per_image is not None:
             out["per_image"] = self.per_image
         return out
@@ -212,7 +235,10 @@ def build_sgg_evaluator(cfg, dataset, keep_per_image: bool = False,
                         train_predicate_counts: Optional[Sequence[int]] = None) -> SGGEvaluator:
     """The evaluator for ``dataset`` under ``cfg``: mode, IoU threshold, MULTIPLE_PREDS,
     REQUIRE_OVERLAP, the zero-shot file (TEST.RELATION.ZEROSHOT_TRIPLETS), COCO ann-id
-    numbering (TEST.COCO_LEGACY_ANN_IDS) and the dataset's predicate names.
+    numbering (TEST.COCO_LEGACY_ANN_IDS), the dataset's predicate names, and the
+    hierarchy metrics when TEST.RELATION.PREDICATE_TREE names a tree file with parent
+    links (checked against the dataset's predicates; gHR's weights from
+    TEST.RELATION.GRADED_HR_WEIGHTS).
 
     head/body/tail split the predicates by ``train_predicate_counts`` (entry 0 =
     background; the relation tools pass the training split's counts); without them,
@@ -225,6 +251,8 @@ def build_sgg_evaluator(cfg, dataset, keep_per_image: bool = False,
                      or getattr(getattr(dataset, "dataset", None), "dict_file", None))
         counts = load_label_counts(dict_file)[1] if dict_file and os.path.isfile(dict_file) else None
     zs_path = cfg.TEST.RELATION.ZEROSHOT_TRIPLETS
+    tree_path = cfg.TEST.RELATION.PREDICATE_TREE
+    hierarchy = PredicateHierarchy.from_json(tree_path, dataset.ind_to_predicates) if tree_path else None
     return SGGEvaluator(
         mode=mode_from_config(cfg),
         num_predicates=len(names),
@@ -236,4 +264,7 @@ def build_sgg_evaluator(cfg, dataset, keep_per_image: bool = False,
         legacy_coco_ann_ids=cfg.TEST.COCO_LEGACY_ANN_IDS,
         require_overlap=cfg.TEST.RELATION.REQUIRE_OVERLAP,
         keep_per_image=keep_per_image,
+        hierarchy=hierarchy,
+        graded_weights=tuple(cfg.TEST.RELATION.GRADED_HR_WEIGHTS),
+        hierarchy_source=tree_path or None,
     )

@@ -25,6 +25,15 @@ _ROWS = (
     ("mR-head@K", "mR-head", "Mean Recall of the most frequent third of predicates"),
     ("mR-body@K", "mR-body", "Mean Recall of the middle third of predicates"),
     ("mR-tail@K", "mR-tail", "Mean Recall of the least frequent third of predicates"),
+    ("HR@K", "HR", "Hierarchical Recall (a child of a coarse GT counts)"),
+    ("mHR@K", "mHR", "Mean Hierarchical Recall"),
+    ("gHR@K", "gHR", "Graded Hierarchical Recall"),
+    ("TOR_p@K", "TOR", "Pair Top-Overlap Ratio"),
+    ("TOR_p+@K", "TOR+", "Pair Top-Overlap Ratio, refinements credited"),
+    ("POR_p@K", "POR", "Pair Point-Overlap Ratio"),
+    ("mTOR_p@K", "mTOR", "Mean Pair Top-Overlap Ratio"),
+    ("mTOR_p+@K", "mTOR+", "Mean Pair Top-Overlap Ratio, refinements credited"),
+    ("mPOR_p@K", "mPOR", "Mean Pair Point-Overlap Ratio"),
 )
 _DETAIL_LISTS = {"mR@K": "mR", "ng-mR@K": "ng-mR"}
 
@@ -59,7 +68,27 @@ def log_lines(result: Dict[str, object], predicate_names: Sequence[str]) -> List
             recalls = result["per_predicate"][_DETAIL_LISTS[key]]["100"]
             lines += [_DETAILS_OPEN, "".join(f"({n}:{r:.4f}) " for n, r in zip(predicate_names, recalls)),
                       _DETAILS_CLOSE]
+    hierarchy = result.get("hierarchy")
+    if hierarchy is not None:
+        lines += _hierarchy_lines(hierarchy)
     lines.append(_RULE)
+    return lines
+
+
+def _hierarchy_lines(hierarchy: Dict[str, object]) -> List[str]:
+    """gHR's weights, then the coarse/fine confusion at K = 100 (shares of the matched GT of each row)."""
+    weights = hierarchy["graded_weights"]
+    buckets = hierarchy["buckets"]
+    confusion = hierarchy["confusion"]["100"]
+    lines = [f"Hierarchy ({hierarchy['tree']}): gHR weights coarsen={weights['coarsen']}, "
+             f"sibling={weights['sibling']}",
+             "Confusion @ 100 (GT -> top prediction of its first matched pair, shares): "
+             + " ".join(f"{name:>12}" for name in buckets) + f" {'matched':>8}"]
+    rows = [(kind, confusion[kind]) for kind in ("coarse_annotated", "fine_annotated")]
+    rows += [(f"parent {name}", row) for name, row in confusion["per_parent"].items()]
+    for label, row in rows:
+        lines.append(f"  {label:<24}" + " ".join(f"{_value(row['shares'][name]):>12}" for name in buckets)
+                     + f" {int(row['matched']):>8}")
     return lines
 
 
