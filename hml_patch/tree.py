@@ -10,7 +10,14 @@ background) to exactly one layer; stage k trains on layer k. Three sources:
 * ``list``: predicate names per layer, written by hand;
 * ``frequency:K``: the K most frequent predicates in layer 1, the rest in layer 2.
 
-Trees are stored as JSON (``to_json`` / ``from_json``) and read by training.
+A tree may also carry parent links (fine predicate -> coarse parent, the
+evaluator's ``PredicateHierarchy``): from the clustering groups (``groups``: each
+group's layer-1 member is the parent of the others), from a synthetic dataset's
+generator info, or from an explicit list (``parent_source``). A parent must lie
+in an earlier layer than its children.
+
+Trees are stored as JSON (``to_json`` / ``from_json``) and read by training and,
+through ``TEST.RELATION.PREDICATE_TREE``, by the evaluator's hierarchy metrics.
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from maskrcnn_benchmark.structures.predicate_hierarchy import (
+    HierarchyError, PredicateHierarchy, check_predicate_names, links_from_generator_info, links_from_list)
 from maskrcnn_benchmark.utils.atomic_io import atomic_path
 
 from .word_vectors import embed_names
@@ -59,6 +68,7 @@ class PredicateTree:
     similarity: Dict[int, float] = field(default_factory=dict)
     nearest_other: Dict[int, float] = field(default_factory=dict)
     metadata: Dict[str, Any] = field(default_factory=dict)
+    hierarchy: Optional[PredicateHierarchy] = None
 
     # ------------------------------------------------------------------ queries
     @property
@@ -115,6 +125,13 @@ class PredicateTree:
             raise TreeError(f"{where}: {len(self.counts)} counts for {len(self.names)} predicates")
         if self.order is not None and self.order not in ORDERS:
             raise TreeError(f"{where}: order {self.order!r} is not one of {ORDERS}")
+        if self.hierarchy is not None:
+            if list(self.hierarchy.names) != list(self.names):
+                raise TreeError(f"{where}: the parent links are over other predicates than the tree's")
+            for child, coarse in enumerate(self.hierarchy.parent):
+                if coarse != child and seen[coarse] >= seen[child]:
+                    raise TreeError(f"{where}: parent {self._label(coarse)} is in layer {seen[coarse]}, not before "
+                                    f"its child {self._label(child)} (layer {seen[child]})")
 
     def _check_id(self, pid: Any, where: str, place: str) -> None:
         if not isinstance(pid, (int, np.integer)) or isinstance(pid, bool) or not 1 <= pid < len(self.names):
@@ -150,8 +167,17 @@ class PredicateTree:
                                                         for p in range(1, len(self.names))},
             "layers": [members(layer) for layer in self.layers],
             "groups": groups,
+            **self._hierarchy_dict(),
             "metadata": self.metadata,
         }
+
+    def _hierarchy_dict(self) -> Dict[str, Any]:
+        if self.hierarchy is None:
+            return {}
+        out: Dict[str, Any] = {"parents": self.hierarchy.links()}
+        if self.hierarchy.sources:
+            out["parent_sources"] = dict(self.hierarchy.sources)
+        return out
 
     def to_json(self, path: str) -> None:
         """Write the tree to ``path`` atomically."""
@@ -182,10 +208,14 @@ class PredicateTree:
             if isinstance(entry, Mapping):
                 similarity.update(_aligned_values(entry, "similarity", ids, where, g))
                 nearest.update(_aligned_values(entry, "nearest_other_similarity", ids, where, g))
+        try:
+            hierarchy = PredicateHierarchy.from_dict(data, tree_names, where) if "parents" in data else None
+        except HierarchyError as err:
+            raise TreeError(str(err)) from err
         tree = cls(names=tree_names, layers=layers, source=str(data.get("source", "list")), groups=groups,
                    counts=_counts(data.get("counts"), tree_names, where), threshold=data.get("threshold"),
                    order=data.get("order"), embedding=data.get("embedding"), similarity=similarity,
-                   nearest_other=nearest, metadata=dict(data.get("metadata") or {}))
+                   nearest_other=nearest, metadata=dict(data.get("metadata") or {}), hierarchy=hierarchy)
         tree.validate(where)
         return tree
 
@@ -227,6 +257,11 @@ class PredicateTree:
             lines.append(f"Layer {k}: {len(layer)} predicates{total}: "
                          + ", ".join(self.names[p] for p in self._by_count(layer)))
         lines.append("Layer sizes: " + " / ".join(str(len(layer)) for layer in self.layers))
+        if self.hierarchy is not None:
+            lines.append(f"Parents ({len(self.hierarchy.fine_ids())} fine predicates):")
+            for coarse in self.hierarchy.coarse_ids():
+                children = [self.names[p] for p in self.hierarchy.children(coarse)]
+                lines.append(f"  {self.names[coarse]}: " + (", ".join(children) if children else "(no children)"))
         return lines
 
     def _by_count(self, ids: Sequence[int]) -> List[int]:
@@ -275,16 +310,10 @@ def _tree_names(data: Mapping[str, Any], names: Optional[Sequence[str]], where: 
         if names is None:
             raise TreeError(f"{where}: no 'predicates' list in the tree and no dataset dictionary to check against")
         return list(names)
-    stored = list(stored)
-    if names is not None:
-        names = list(names)
-        for pid in range(max(len(stored), len(names))):
-            mine = stored[pid] if pid < len(stored) else None
-            theirs = names[pid] if pid < len(names) else None
-            if mine != theirs:
-                raise TreeError(f"{where}: predicate {pid} is {mine!r} in the tree but {theirs!r} in the dataset "
-                                f"dictionary ({len(stored) - 1} vs {len(names) - 1} predicates)")
-    return stored
+    try:
+        return check_predicate_names(stored, names, where)
+    except HierarchyError as err:
+        raise TreeError(str(err)) from err
 
 
 def _member_ids(entry: Any, names: Sequence[str], index: Mapping[str, int], where: str, place: str) -> List[int]:
@@ -520,3 +549,42 @@ def build_tree(source: str, names: Sequence[str], counts: Optional[Sequence[int]
             raise TreeError(f"frequency:K needs an integer K, got {argument!r}") from None
         return build_tree_frequency(names, counts, k)
     raise TreeError(f"unknown tree source {source!r}; expected 'cluster', 'list:<file or inline>' or 'frequency:K'")
+
+
+# ----------------------------------------------------------------- parent links
+def links_from_groups(tree: PredicateTree) -> Dict[str, str]:
+    """``fine -> coarse`` from a clustered tree: in each group, the member in the first layer any
+    member reaches is the parent of the members in later layers (singletons get no parent)."""
+    if not tree.groups:
+        raise TreeError(f"the 'groups' parent source needs a clustered tree; this one's source is {tree.source!r}")
+    layer_of = tree.layer_of()
+    links: Dict[str, str] = {}
+    for group in tree.groups:
+        top = min(layer_of[p] for p in group)
+        heads = [p for p in group if layer_of[p] == top]
+        if len(group) > 1 and len(heads) == 1:
+            links.update({tree.names[p]: tree.names[heads[0]] for p in group if p != heads[0]})
+    return links
+
+
+def with_parents(tree: PredicateTree, source: str) -> PredicateTree:
+    """``tree`` with parent links from ``source``: ``groups``, ``info:<synthetic_vg_info.json>`` or
+    ``list:<JSON file or inline fine=coarse pairs>``; raises TreeError naming the bad link."""
+    kind, _, argument = source.partition(":")
+    sources: Dict[str, str] = {}
+    try:
+        if kind == "groups" and not argument:
+            links = links_from_groups(tree)
+        elif kind == "info" and argument:
+            links = links_from_generator_info(argument)
+        elif kind == "list" and argument:
+            links, sources = links_from_list(argument)
+        else:
+            raise TreeError(f"unknown parent source {source!r}; expected 'groups', 'info:<file>' or "
+                            f"'list:<file or inline>'")
+        hierarchy = PredicateHierarchy.from_links(tree.names, links, sources, where=f"parent source {source}")
+    except HierarchyError as err:
+        raise TreeError(str(err)) from err
+    tree.hierarchy = hierarchy
+    tree.validate(f"parent source {source}")
+    return tree

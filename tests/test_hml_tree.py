@@ -1,6 +1,7 @@
 """HML predicate tree: clustering, pruning and layering on the real VG150 dictionary with
 hand-made word vectors, the list and frequency sources, the JSON file and its errors."""
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from hml_patch.tree import (
     build_tree_frequency,
     build_tree_from_lists,
     parse_layer_lists,
+    with_parents,
 )
 from hml_patch.word_vectors import MissingWordError, phrase_vector
 from maskrcnn_benchmark.data.datasets.visual_genome import load_info, load_label_counts
@@ -271,4 +273,75 @@ def test_tool_writes_the_tree_it_reports(vg150, toy_vectors, tmp_path, capsys, m
     assert "Layer sizes: 2 / 48" in printed
     assert "group" in printed and "holding [42722, L1, sim 0.940]" in printed
     assert build_predicate_tree.main(["--dict-file", dict_file, "--source", "cluster"]) == 2
+    del sys.modules["build_predicate_tree"]
+
+
+# ----------------------------------------------------------------- parent links
+VG150_HIERARCHY_TREE = REPO_ROOT / "configs" / "hierarchy" / "vg150_cogtree_tree.json"
+
+
+def test_groups_give_each_group_its_layer1_member_as_parent(vg150, toy_vectors):
+    names, counts = vg150
+    tree = with_parents(build_tree_cluster(names, counts, toy_vectors, threshold=THRESHOLD), "groups")
+    layer_of = tree.layer_of()
+    links = tree.hierarchy.links()
+    for group in tree.groups:
+        if len(group) == 1:
+            assert tree.names[group[0]] not in links
+            continue
+        head = [p for p in group if layer_of[p] == 1]
+        assert len(head) == 1
+        assert {tree.names[p]: links[tree.names[p]] for p in group if p != head[0]} == {
+            tree.names[p]: tree.names[head[0]] for p in group if p != head[0]}
+    assert set(links) == {tree.names[p] for g in tree.groups if len(g) > 1 for p in g if layer_of[p] == 2}
+
+
+def test_parent_sources_list_and_info(vg150, tmp_path):
+    names, counts = vg150
+    tree = with_parents(build_tree("list:on,has;*", names, counts), "list:sitting on=on, wearing=has")
+    assert tree.hierarchy.links() == {"sitting on": "on", "wearing": "has"}
+    info = tmp_path / "synthetic_vg_info.json"
+    info.write_text(json.dumps({"hierarchy": {"coarse_to_fine": {"on": ["sitting on", "standing on"], "near": []}}}))
+    tree = with_parents(build_tree("list:on,near;*", names, counts), f"info:{info}")
+    assert tree.hierarchy.links() == {"sitting on": "on", "standing on": "on"}
+    with pytest.raises(TreeError, match="parent 20 \\('has'\\) is in layer 2, not before its child 48"):
+        with_parents(build_tree("list:on;*", names, counts), "list:wearing=has")
+    with pytest.raises(TreeError, match="unknown parent source"):
+        with_parents(build_tree("list:on;*", names, counts), "cluster")
+    with pytest.raises(TreeError, match="needs a clustered tree"):
+        with_parents(build_tree("list:on;*", names, counts), "groups")
+
+
+def test_parents_round_trip_through_json(vg150, tmp_path):
+    names, counts = vg150
+    tree = with_parents(build_tree("list:on,has;*", names, counts), "list:sitting on=on, wearing=has")
+    path = tmp_path / "tree.json"
+    tree.to_json(str(path))
+    loaded = PredicateTree.from_json(str(path), names)
+    assert loaded.hierarchy == tree.hierarchy
+    assert json.loads(path.read_text())["parents"] == {"sitting on": "on", "wearing": "has"}
+    assert "Parents (2 fine predicates):" in tree.report()
+
+
+def test_shipped_vg150_tree_has_cogtree_parents(vg150, tmp_path, monkeypatch):
+    """The file says where each link comes from, and its recorded command rebuilds it."""
+    names, _ = vg150
+    tree = PredicateTree.from_json(str(VG150_HIERARCHY_TREE), names)
+    hierarchy = tree.hierarchy
+    assert {names[p] for p in hierarchy.coarse_ids()} == {"on", "near", "has", "wearing", "wears", "holding"}
+    assert len(hierarchy.fine_ids()) == 44 and set(hierarchy.sources) == set(hierarchy.links())
+    assert len(hierarchy.children(names.index("on"))) == 27
+    assert hierarchy.children(names.index("wearing")) == []
+    assert [names[p] for p in hierarchy.children(names.index("holding"))] == ["carrying", "using", "watching"]
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "tools"))
+    monkeypatch.chdir(REPO_ROOT)
+    import build_predicate_tree
+
+    args = shlex.split(json.loads(VG150_HIERARCHY_TREE.read_text())["metadata"]["command"])[2:]
+    args[args.index("--dict-file") + 1] = str(require_shared("data", "vg150", "VG-SGG-dicts-with-attri.json"))
+    args[args.index("--out") + 1] = str(tmp_path / "rebuilt.json")
+    assert build_predicate_tree.main(args) == 0
+    rebuilt = json.loads((tmp_path / "rebuilt.json").read_text())
+    shipped = json.loads(VG150_HIERARCHY_TREE.read_text())
+    assert {k: v for k, v in rebuilt.items() if k != "metadata"} == {k: v for k, v in shipped.items() if k != "metadata"}
     del sys.modules["build_predicate_tree"]

@@ -12,6 +12,13 @@ they are the dictionary's ``predicate_count``. Sources: ``cluster`` (word-vector
 clustering, needs ``--vectors``, by default the config's GLOVE_DIR), ``list:<file
 or inline>`` (layers separated by ``;``, names by ``,``, ``*`` = all other
 predicates) and ``frequency:K``.
+
+``--parents`` adds parent links (fine -> coarse) for the evaluator's hierarchy
+metrics (TEST.RELATION.PREDICATE_TREE): ``groups`` (a cluster tree's groups: the
+layer-1 member is the parent of the others), ``info:<synthetic_vg_info.json>`` (a
+synthetic dataset's true hierarchy) or ``list:<file or inline>`` (``fine=coarse``
+pairs separated by commas, or a JSON file with ``parents`` and optional
+``parent_sources``, the text saying where each link comes from).
 """
 import argparse
 import logging
@@ -21,7 +28,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from hml_patch.tree import DEFAULT_THRESHOLD, ORDERS, PredicateTree, TreeError, build_tree
+from hml_patch.tree import DEFAULT_THRESHOLD, ORDERS, PredicateTree, TreeError, build_tree, with_parents
 from hml_patch.word_vectors import MissingWordError, load_name_vectors
 from maskrcnn_benchmark.config import cfg
 from maskrcnn_benchmark.data.build import dataset_args
@@ -46,6 +53,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         help="dimension of --vectors (default: the config's EMBED_DIM, else inferred)")
     parser.add_argument("--allow-missing-words", action="store_true",
                         help="cluster: embed a predicate from the words that have vectors")
+    parser.add_argument("--parents", metavar="SOURCE",
+                        help="parent links: groups | info:<synthetic_vg_info.json> | list:<file or fine=coarse,...>")
     parser.add_argument("--note", default="", help="free text stored in the tree's metadata")
     parser.add_argument("--out", metavar="FILE", help="tree JSON to write")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the config")
@@ -111,6 +120,8 @@ def main(argv: List[str]) -> int:
         tree: PredicateTree = build_tree(args.source, names, counts, vectors, threshold=args.threshold,
                                          order=args.order, num_layers=args.num_layers,
                                          allow_missing_words=args.allow_missing_words, embedding=embedding)
+        if args.parents:
+            tree = with_parents(tree, args.parents)
     except (TreeError, MissingWordError, VGDataError, ValueError, FileNotFoundError) as error:
         logger.error("%s", error)
         return 2
