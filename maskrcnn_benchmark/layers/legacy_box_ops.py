@@ -10,6 +10,9 @@ kernel used ``>=``). The threshold is first rounded to the boxes' dtype, as the 
 kernel held it in a float: integer boxes often have an IoU of exactly 0.3 or 0.5, and
 torchvision would otherwise compare float32(0.3) > 0.3 and suppress them.
 
+Equal scores are taken in index order (lower index first): torchvision, like the
+benchmark's kernels, leaves that order to its sort, which differs between CPU and GPU.
+
 ``legacy=False`` everywhere gives the continuous convention of torchvision.
 """
 from __future__ import annotations
@@ -41,16 +44,30 @@ def _as_dtype(value: float, dtype: torch.dtype) -> float:
     return torch.tensor(value, dtype=dtype, device="cpu").item()
 
 
+def _greedy_keep(grown: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """torchvision NMS visiting boxes by decreasing score, equal scores in index order.
+
+    torchvision is handed strictly decreasing stand-in scores in that visiting order, so
+    its own (possibly unstable) sort cannot reorder ties. Returns kept indices in visiting order.
+    """
+    order = torch.sort(scores, descending=True, stable=True)[1]
+    ranks = torch.arange(len(order), 0, -1, dtype=grown.dtype, device=grown.device)
+    return order[_torchvision_nms(grown[order], ranks, threshold)]
+
+
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, legacy: bool = True) -> torch.Tensor:
-    """Greedy NMS over xyxy ``boxes``; indices of the kept boxes by decreasing score."""
-    return _torchvision_nms(_grown(boxes, legacy), scores, _as_dtype(iou_threshold, boxes.dtype))
+    """Greedy NMS over xyxy ``boxes``; indices of the kept boxes by decreasing score (ties by index).
+
+    The benchmark's kernel returned the same boxes in index order; :func:`boxlist_nms` does that.
+    """
+    return _greedy_keep(_grown(boxes, legacy), scores, _as_dtype(iou_threshold, boxes.dtype))
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float,
                 legacy: bool = True) -> torch.Tensor:
     """NMS run independently for each value of ``idxs`` (e.g. each class).
 
-    Returns the kept indices by decreasing score. Each group is suppressed on its own
+    Returns the kept indices by decreasing score (ties by index). Each group is suppressed on its own
     exact coordinates (no coordinate-offset trick), so the result equals one ``nms``
     call per group.
     """
@@ -59,7 +76,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     threshold = _as_dtype(iou_threshold, boxes.dtype)
     for group in torch.unique(idxs):
         members = torch.nonzero(idxs == group).squeeze(1)
-        keep_mask[members[_torchvision_nms(grown[members], scores[members], threshold)]] = True
+        keep_mask[members[_greedy_keep(grown[members], scores[members], threshold)]] = True
     keep = torch.nonzero(keep_mask).squeeze(1)
     order = torch.sort(scores[keep], descending=True, stable=True)[1]
     return keep[order]
@@ -69,14 +86,17 @@ def boxlist_nms(boxlist: BoxList, nms_thresh: float, max_proposals: int = -1,
                 score_field: str = "scores", legacy: bool = True) -> Tuple[BoxList, torch.Tensor]:
     """NMS on a BoxList by its ``score_field``; keeps at most ``max_proposals`` (all if <= 0).
 
-    Returns the kept BoxList (in its original mode) and the kept indices. A threshold
-    <= 0 keeps everything, as in the benchmark.
+    As in the benchmark, whose NMS kernel returned the kept indices in ascending index
+    order, the cap takes the first ``max_proposals`` survivors in the boxlist's order, not
+    the best-scoring ones; on a boxlist sorted by score the two agree. Returns the kept
+    BoxList (in its original mode) and the kept indices, ascending. A threshold <= 0 keeps
+    everything, as in the benchmark.
     """
     if nms_thresh <= 0:
         return boxlist, torch.arange(len(boxlist), device=boxlist.bbox.device)
     mode = boxlist.mode
     xyxy = boxlist.convert("xyxy", legacy)
-    keep = nms(xyxy.bbox, xyxy.get_field(score_field), nms_thresh, legacy)
+    keep = torch.sort(nms(xyxy.bbox, xyxy.get_field(score_field), nms_thresh, legacy)).values
     if max_proposals > 0:
         keep = keep[:max_proposals]
     return xyxy[keep].convert(mode, legacy), keep
