@@ -174,10 +174,13 @@ def test_post_processor_nms_duplicates_and_cap():
         feats, (det,) = processor(features, probs.log(), regression, [boxes])
         return feats.squeeze(1).tolist(), det.get_field("pred_labels").tolist(), det.get_field("pred_scores")
 
-    # Per class: class 1 keeps A (B suppressed, C under the threshold); class 2 keeps C then B.
+    # Per class: class 1 keeps A (B suppressed, C under the threshold); class 2 keeps B and C,
+    # in proposal order as in the benchmark (by score with per_cls_topn_by_score).
     feats, labels, scores = run(nms_filter_duplicates=False, detections_per_img=100)
+    assert (feats, labels) == ([0.0, 1.0, 2.0], [1, 2, 2])
+    assert torch.allclose(scores, torch.tensor([0.7, 0.3, 0.9]))
+    feats, labels, _ = run(nms_filter_duplicates=False, detections_per_img=100, per_cls_topn_by_score=True)
     assert (feats, labels) == ([0.0, 2.0, 1.0], [1, 2, 2])
-    assert torch.allclose(scores, torch.tensor([0.7, 0.9, 0.3]))
     feats, labels, _ = run(nms_filter_duplicates=True, detections_per_img=100)
     assert (feats, labels) == ([0.0, 1.0, 2.0], [1, 2, 2])
     feats, labels, _ = run(nms_filter_duplicates=True, detections_per_img=2)

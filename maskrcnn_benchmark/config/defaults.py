@@ -136,6 +136,9 @@ _C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
 _C.MODEL.ROI_HEADS.SCORE_THRESH = 0.01
 _C.MODEL.ROI_HEADS.NMS = 0.3
 _C.MODEL.ROI_HEADS.POST_NMS_PER_CLS_TOPN = 300
+# False (the benchmark): the per-class cap keeps the first POST_NMS_PER_CLS_TOPN NMS survivors in
+# proposal order, as its NMS returned kept indices in index order. True: the best ones by score.
+_C.MODEL.ROI_HEADS.POST_NMS_PER_CLS_TOPN_BY_SCORE = False
 _C.MODEL.ROI_HEADS.NMS_FILTER_DUPLICATES = False  # keep one label per box
 _C.MODEL.ROI_HEADS.DETECTIONS_PER_IMG = 256
 

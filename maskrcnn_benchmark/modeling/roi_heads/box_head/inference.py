@@ -17,10 +17,15 @@ class PostProcessor(nn.Module):
 
     Per image: softmax; decode every class's box and clip it to the image; for each
     foreground class, keep scores > ``score_thresh``, NMS at ``nms`` (legacy "+1" IoU) and
-    keep the best ``post_nms_per_cls_topn``. With ``nms_filter_duplicates`` each proposal
+    keep ``post_nms_per_cls_topn`` survivors. As in the benchmark (whose NMS returned kept
+    indices in index order before its cap), those are the first survivors in proposal
+    order, and stay in proposal order; with ``per_cls_topn_by_score`` they are the
+    best-scoring ones, by decreasing score (what the benchmark's docstring meant, not what
+    its checkpoints were evaluated with). With ``nms_filter_duplicates`` each proposal
     keeps only its best surviving class (detections then follow proposal order); otherwise
     detections are grouped by class. Finally at most ``detections_per_img`` remain: those
-    scoring at least the k-th best score (ties may keep a few more), as in the benchmark.
+    scoring at least the k-th best score (ties may keep a few more), in their order, as in
+    the benchmark.
 
     Detections carry ``pred_scores`` and ``pred_labels``. In relation mode they also carry
     ``boxes_per_cls`` ``[n, C, 4]`` (all decoded class boxes), ``predict_logits`` (the
@@ -29,7 +34,8 @@ class PostProcessor(nn.Module):
 
     def __init__(self, score_thresh: float = 0.05, nms: float = 0.5, post_nms_per_cls_topn: int = 300,
                  nms_filter_duplicates: bool = True, detections_per_img: int = 100,
-                 box_coder: Optional[BoxCoder] = None, cls_agnostic_bbox_reg: bool = False) -> None:
+                 box_coder: Optional[BoxCoder] = None, cls_agnostic_bbox_reg: bool = False,
+                 per_cls_topn_by_score: bool = False) -> None:
         super().__init__()
         self.score_thresh = score_thresh
         self.nms = nms
@@ -38,6 +44,7 @@ class PostProcessor(nn.Module):
         self.detections_per_img = detections_per_img
         self.box_coder = box_coder if box_coder is not None else BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
         self.cls_agnostic_bbox_reg = cls_agnostic_bbox_reg
+        self.per_cls_topn_by_score = per_cls_topn_by_score
 
     def forward(self, features: torch.Tensor, class_logits: torch.Tensor, box_regression: torch.Tensor,
                 proposals: Sequence[BoxList], relation_mode: bool = False) -> Tuple[torch.Tensor, List[BoxList]]:
@@ -83,7 +90,10 @@ class PostProcessor(nn.Module):
         prop_idx, cls_idx = torch.nonzero(candidates, as_tuple=True)
         cand_scores = scores[prop_idx, cls_idx]
         keep = batched_nms(boxes_per_cls[prop_idx, cls_idx], cand_scores, cls_idx, self.nms)
-        # Class-major order, by decreasing score within a class, capped per class.
+        if not self.per_cls_topn_by_score:
+            # Candidates are proposal-major, so index order is proposal order within a class.
+            keep = torch.sort(keep).values
+        # Class-major order, the within-class order kept, capped per class.
         keep = keep[torch.sort(cls_idx[keep], stable=True)[1]]
         kept_cls = cls_idx[keep]
         first_of_class = torch.searchsorted(kept_cls, kept_cls)
@@ -124,4 +134,5 @@ def make_roi_box_post_processor(cfg) -> PostProcessor:
         detections_per_img=heads.DETECTIONS_PER_IMG,
         box_coder=BoxCoder(weights=heads.BBOX_REG_WEIGHTS),
         cls_agnostic_bbox_reg=cfg.MODEL.CLS_AGNOSTIC_BBOX_REG,
+        per_cls_topn_by_score=heads.POST_NMS_PER_CLS_TOPN_BY_SCORE,
     )

@@ -7,7 +7,21 @@ import torch
 import torch.nn.functional as F
 
 from maskrcnn_benchmark.structures.bounding_box import BoxList
-from maskrcnn_benchmark.structures.boxlist_ops import box_iou
+
+
+def _class_overlaps(boxes_per_cls: torch.Tensor) -> torch.Tensor:
+    """``[N, N, C]`` legacy (+1) IoU between the class-``c`` boxes of every two boxes.
+
+    The union is summed as the benchmark's ``nms_overlaps`` did, ``-inter + area_j + area_i``,
+    so that an IoU exactly at the threshold rounds the same way.
+    """
+    lt = torch.max(boxes_per_cls[:, None, :, :2], boxes_per_cls[None, :, :, :2])
+    rb = torch.min(boxes_per_cls[:, None, :, 2:], boxes_per_cls[None, :, :, 2:])
+    wh = (rb - lt + 1.0).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    sides = boxes_per_cls[..., 2:] - boxes_per_cls[..., :2] + 1.0
+    areas = sides[..., 0] * sides[..., 1]
+    return inter / (-inter + areas[None] + areas[:, None])
 
 
 def obj_prediction_nms(boxes_per_cls: torch.Tensor, obj_logits: torch.Tensor, nms_thresh: float) -> torch.Tensor:
@@ -16,7 +30,8 @@ def obj_prediction_nms(boxes_per_cls: torch.Tensor, obj_logits: torch.Tensor, nm
     Repeatedly takes the highest (box, class) probability left, gives that box
     the class (unless it already has one), removes the box from further
     choices, and zeroes that class for every box whose class-specific box
-    overlaps it with IoU >= ``nms_thresh`` (legacy +1 IoU).
+    overlaps it with IoU >= ``nms_thresh`` (legacy +1 IoU). Equal probabilities go to the
+    lowest (box, class) in row-major order, as NumPy's argmax did in the benchmark.
 
     Args:
         boxes_per_cls: ``[N, C, 4]`` class-specific boxes.
@@ -25,8 +40,7 @@ def obj_prediction_nms(boxes_per_cls: torch.Tensor, obj_logits: torch.Tensor, nm
         ``[N]`` int64 labels in ``1..C-1`` (0 only if a box got no class).
     """
     num_boxes, num_classes = obj_logits.shape
-    per_class = boxes_per_cls.detach().float().transpose(0, 1)
-    overlaps = torch.stack([box_iou(b, b) for b in per_class], dim=2) >= nms_thresh  # [N, N, C]
+    overlaps = _class_overlaps(boxes_per_cls.detach().float()) >= nms_thresh
     probs = F.softmax(obj_logits.detach().float(), dim=1).clone()
     probs[:, 0] = 0.0
     labels = torch.zeros(num_boxes, dtype=torch.int64, device=obj_logits.device)
