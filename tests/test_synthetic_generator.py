@@ -29,8 +29,8 @@ from maskrcnn_benchmark.data.datasets.synthetic_vg.world import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SKIPPED_IDS = {1592, 1722, 4616, 4617}
-OUTPUT_FILES = ("VG-SGG-with-attri.h5", "VG-SGG-dicts-with-attri.json", "image_data.json",
-                "synthetic_vg_info.json", "synthetic_vg_annotations.json")
+OUTPUT_FILES = ("VG-SGG-with-attri.h5", "VG-SGG-with-attri-truth.h5", "VG-SGG-dicts-with-attri.json",
+                "image_data.json", "synthetic_vg_info.json", "synthetic_vg_annotations.json")
 H5_LAYOUT = {  # name: (columns or None for 1-D, dtype kind)
     "split": (None, "i"), "img_to_first_box": (None, "i"), "img_to_last_box": (None, "i"),
     "img_to_first_rel": (None, "i"), "img_to_last_rel": (None, "i"), "labels": (1, "i"),

@@ -4,7 +4,9 @@
 
 Every knob of SyntheticWorldConfig is a flag (underscores become dashes); the
 defaults below are the config's. The report is also written to
-OUT/synthetic_vg_info.json.
+OUT/synthetic_vg_info.json. OUT/VG-SGG-with-attri-truth.h5 holds the true predicate
+of every relation (catalog names synthetic_vg_{val,test}_truth);
+--genuine-coarse-share 0 gives the world without genuine coarse relations.
 """
 import argparse
 import dataclasses

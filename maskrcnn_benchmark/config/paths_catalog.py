@@ -1,7 +1,8 @@
 """Dataset catalog: dataset names -> the files they read, relative to DATASETS.DATA_DIR.
 
 A dataset name is ``<catalog entry>_<split>`` with split in {train, val, test}
-(parsed at the last underscore), as in the benchmark. Paths are relative, so the
+(parsed at the last underscore), as in the benchmark, or one of the named
+``SPLIT_VARIANTS`` (e.g. ``synthetic_vg_test_truth``). Paths are relative, so the
 same config works wherever the data lives: set ``DATASETS.DATA_DIR`` (default
 ``datasets``). To register other datasets without editing this file, point
 ``PATHS_CATALOG`` at a Python file that defines its own ``DatasetCatalog``.
@@ -41,15 +42,30 @@ class DatasetCatalog:
         },
     }
 
+    # A split of an entry read from another roidb. The synthetic set's truth splits hold
+    # each relation's true predicate where the annotated split may hold its coarse
+    # parent; boxes, pairs and order are the same, so evaluating against the truth
+    # needs no other code path. There is no train truth split: training uses the annotations.
+    SPLIT_VARIANTS: Dict[str, Dict[str, str]] = {
+        f"synthetic_vg_{split}_truth": {
+            "entry": "synthetic_vg", "split": split, "roidb_file": "synthetic_vg/VG-SGG-with-attri-truth.h5",
+        } for split in ("val", "test")
+    }
+
     @staticmethod
     def get(name: str, data_dir: str) -> Dict[str, Any]:
         """Return ``{"factory": ..., "args": {...}}`` for dataset ``name`` under ``data_dir``."""
-        entry_name, _, split = name.rpartition("_")
+        variant = DatasetCatalog.SPLIT_VARIANTS.get(name, {})
+        if variant:
+            entry_name, split = variant["entry"], variant["split"]
+        else:
+            entry_name, _, split = name.rpartition("_")
         if split not in SPLITS or entry_name not in DatasetCatalog.DATASETS:
-            known = ", ".join(f"{k}_{{{','.join(SPLITS)}}}" for k in DatasetCatalog.DATASETS)
+            known = ", ".join([f"{k}_{{{','.join(SPLITS)}}}" for k in DatasetCatalog.DATASETS]
+                              + list(DatasetCatalog.SPLIT_VARIANTS))
             raise KeyError(f"Dataset {name!r} is not in the catalog. Known datasets: {known}. "
                            "Register others with PATHS_CATALOG.")
-        entry = DatasetCatalog.DATASETS[entry_name]
+        entry = {**DatasetCatalog.DATASETS[entry_name], **variant}
         args: Dict[str, Any] = {
             key: os.path.join(data_dir, entry[key]) for key in ("img_dir", "roidb_file", "dict_file", "image_file")
         }

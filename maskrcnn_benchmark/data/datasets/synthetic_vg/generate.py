@@ -29,12 +29,14 @@ from .writer import (
     IMAGE_DATA_FILE,
     IMAGE_DIR,
     ROIDB_FILE,
+    TRUTH_ROIDB_FILE,
     SceneAnnotation,
     write_annotations,
     write_dicts,
     write_image_data,
     write_json,
     write_roidb,
+    with_true_predicates,
 )
 
 logger = logging.getLogger(__name__)
@@ -185,10 +187,11 @@ def make_synthetic_vg(out_dir: str, num_images: int, seed: int,
     """Generate a synthetic VG150-format dataset in ``out_dir`` and return its report.
 
     Writes the four VG150 files (``VG-SGG-with-attri.h5``, ``VG-SGG-dicts-with-attri.json``,
-    ``image_data.json``, ``VG_100K/<id>.jpg``), ``synthetic_vg_annotations.json``
-    (per-image ground truth with the generating fine predicates) and
-    ``synthetic_vg_info.json`` (the report; schema in ``report.build_report``).
-    The same seed and config give byte-identical files.
+    ``image_data.json``, ``VG_100K/<id>.jpg``), the truth roidb ``VG-SGG-with-attri-truth.h5``
+    (the same h5 with every relation's true predicate; the catalog's
+    ``synthetic_vg_{val,test}_truth``), ``synthetic_vg_annotations.json`` (per-image ground
+    truth with the true predicates) and ``synthetic_vg_info.json`` (the report; schema in
+    the ``report`` module). The same seed and config give byte-identical files.
     """
     config = config or SyntheticWorldConfig()
     if num_images < 1:
@@ -213,6 +216,7 @@ def make_synthetic_vg(out_dir: str, num_images: int, seed: int,
         if count % PROGRESS_EVERY == 0:
             logger.info("rendered %d / %d images", count, num_images)
     write_roidb(os.path.join(out_dir, ROIDB_FILE), world, scenes)
+    write_roidb(os.path.join(out_dir, TRUTH_ROIDB_FILE), world, [with_true_predicates(scene) for scene in scenes])
     write_dicts(os.path.join(out_dir, DICT_FILE), world, scenes)
     write_image_data(os.path.join(out_dir, IMAGE_DATA_FILE), scenes)
     write_annotations(os.path.join(out_dir, ANNOTATIONS_FILE), scenes)

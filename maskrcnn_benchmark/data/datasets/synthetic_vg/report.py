@@ -10,6 +10,8 @@ descending count, then name:
   (train excludes val);
 - ``num_val_im`` int: the first ``num_val_im`` train-split rows of the h5 form val;
 - ``num_boxes``, ``num_relations`` int;
+- ``truth_roidb_file``: name of the h5 holding the true predicates (same layout as
+  ``VG-SGG-with-attri.h5``);
 - ``predicate_counts``: annotated predicate name -> count (what the h5 holds);
 - ``predicate_counts_by_split``: split -> (predicate name -> count);
 - ``predicate_count_ratio``: max / min of ``predicate_counts``, null when a predicate has count 0;
@@ -34,7 +36,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from .config import SyntheticWorldConfig
 from .world import SyntheticWorld
-from .writer import SceneAnnotation
+from .writer import TRUTH_ROIDB_FILE, SceneAnnotation
 
 INFO_FILE = "synthetic_vg_info.json"
 SCHEMA_VERSION = 2
@@ -104,6 +106,7 @@ def build_report(world: SyntheticWorld, config: SyntheticWorldConfig, seed: int,
         "num_val_im": num_val_im,
         "num_boxes": sum(len(scene.labels) for scene in scenes),
         "num_relations": sum(len(scene.relations) for scene in scenes),
+        "truth_roidb_file": TRUTH_ROIDB_FILE,
         "predicate_counts": predicate_counts,
         "predicate_counts_by_split": {
             split: {name: predicate_counter(s for s in scenes if s.split == split)[name] for name in predicate_counts}

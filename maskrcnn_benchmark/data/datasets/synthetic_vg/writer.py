@@ -1,5 +1,9 @@
 """Writing the VG150 files: roidb h5, dictionary json, image_data json, plus generator json files.
 
+The roidb is written twice: ``VG-SGG-with-attri.h5`` with the annotated predicates
+(the benchmark's protocol) and ``VG-SGG-with-attri-truth.h5``, the same layout,
+boxes, pairs and order with the true predicate of each relation (``with_true_predicates``).
+
 Layouts and dtypes follow the real ``VG-SGG-with-attri.h5``. Boxes are stored as
 (cx, cy, w, h) integers chosen so that the benchmark's decode (x1 = trunc(cx - w/2),
 x2 = x1 + w, then ``/ scale * max(width, height)``) returns the drawn pixel boxes.
@@ -7,7 +11,7 @@ HDF5 modification times are not recorded, so equal inputs give byte-identical fi
 """
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Sequence
 
 import h5py
@@ -17,6 +21,7 @@ from ..visual_genome import BOX_SCALE, decode_center_boxes
 from .world import SyntheticWorld, class_attributes
 
 ROIDB_FILE = "VG-SGG-with-attri.h5"
+TRUTH_ROIDB_FILE = "VG-SGG-with-attri-truth.h5"
 DICT_FILE = "VG-SGG-dicts-with-attri.json"
 IMAGE_DATA_FILE = "image_data.json"
 IMAGE_DIR = "VG_100K"
@@ -46,6 +51,13 @@ class SceneAnnotation:
     relation_types: np.ndarray
 
 
+def with_true_predicates(scene: SceneAnnotation) -> SceneAnnotation:
+    """The scene with each relation's annotated predicate replaced by its true one (``relation_types``)."""
+    relations = scene.relations.copy()
+    relations[:, 2] = scene.relation_types
+    return replace(scene, relations=relations)
+
+
 def encode_boxes(boxes: np.ndarray, long_sides: np.ndarray, scale: int) -> np.ndarray:
     """Pixel (x1, y1, x2, y2) -> int32 (cx, cy, w, h) at ``scale`` that decodes back with trunc(cx - w/2)."""
     corners = np.round(boxes * (scale / long_sides[:, None])).astype(np.int64)
@@ -68,7 +80,7 @@ def attribute_names(world: SyntheticWorld) -> List[str]:
 
 
 def write_roidb(path: str, world: SyntheticWorld, scenes: Sequence[SceneAnnotation]) -> None:
-    """Write ``VG-SGG-with-attri.h5`` for ``scenes`` in order."""
+    """Write a ``VG-SGG-with-attri.h5``-format roidb for ``scenes`` in order, with their ``relations``' predicates."""
     attribute_ids = {name: index + 1 for index, name in enumerate(attribute_names(world))}
     box_counts = np.array([len(scene.labels) for scene in scenes])
     rel_counts = np.array([len(scene.relations) for scene in scenes])
@@ -142,7 +154,7 @@ def write_image_data(path: str, scenes: Sequence[SceneAnnotation]) -> None:
 
 
 def write_annotations(path: str, scenes: Sequence[SceneAnnotation]) -> None:
-    """Write per-image ground truth, including the generating (fine) predicate of every relation."""
+    """Write per-image ground truth, including the true (generating) predicate of every relation."""
     write_json(path, [{"image_id": scene.image_id, "split": scene.split,
                        "width": scene.width, "height": scene.height,
                        "boxes": scene.boxes.tolist(), "labels": scene.labels.tolist(),
