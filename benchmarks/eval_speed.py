@@ -1,6 +1,6 @@
 """Speed and memory of the SGG evaluator on VG150-test-shaped predictions generated in memory.
 
-    python benchmarks/eval_speed.py [--num-images 26446] [--modes predcls sgdet] [--seed 0]
+    python benchmarks/eval_speed.py [--num-images 26446] [--modes predcls sgdet] [--seed 0] [--tree TREE.json]
 
 Each image is generated just before it is evaluated and dropped afterwards, so
 the peak RSS is the evaluator's (plus the interpreter and torch). Shapes follow
@@ -10,8 +10,11 @@ ordered pair of GT objects, SGDet 80 detections and their 6,320 ordered pairs,
 
 "rel" is the time spent in ``SGGEvaluator.add`` (relation metrics, plus copying
 the image's boxes for the COCO evaluation), "box" the COCO evaluation at the
-end. Generation is not timed. Runs on one thread. The last line is one JSON
-object with the per-image seconds, the peak RSS and the number of images.
+end. Generation is not timed. Runs on one thread. With ``--tree`` (a predicate tree
+with parent links, e.g. configs/hierarchy/vg150_cogtree_tree.json) a second
+evaluator with the hierarchy metrics gets every image right after the first, and
+the ratio of their relation times is reported. The last line is one JSON object
+with the per-image seconds, the ratios, the peak RSS and the number of images.
 """
 from __future__ import annotations
 
@@ -20,13 +23,14 @@ import json
 import logging
 import resource
 import time
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
 from maskrcnn_benchmark.data.datasets.evaluation.vg import SGGEvaluator
 from maskrcnn_benchmark.structures.bounding_box import BoxList
+from maskrcnn_benchmark.structures.predicate_hierarchy import PredicateHierarchy
 
 logger = logging.getLogger("eval_speed")
 
@@ -99,20 +103,28 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_mode(mode: str, num_images: int, seed: int) -> Dict[str, float]:
-    """Evaluate ``num_images`` generated images; seconds per image for relations and boxes."""
+def run_mode(mode: str, num_images: int, seed: int, hierarchy: Optional[PredicateHierarchy] = None
+             ) -> Dict[str, float]:
+    """Evaluate ``num_images`` generated images; seconds per image for relations and boxes (and, with
+    ``hierarchy``, for an evaluator that adds the hierarchy metrics, on the same images)."""
     rng = np.random.default_rng(seed)
     zeroshot = np.stack([rng.integers(1, NUM_CLASSES + 1, 5971), rng.integers(1, NUM_CLASSES + 1, 5971),
                          rng.integers(1, NUM_PREDICATES + 1, 5971)], axis=1)
     train_counts = np.concatenate([[0], np.sort(rng.zipf(1.5, NUM_PREDICATES))[::-1]])
     evaluator = SGGEvaluator(mode, NUM_PREDICATES, zeroshot_triplets=zeroshot, train_predicate_counts=train_counts)
-    rel_wall = rel_cpu = 0.0
+    with_tree = None if hierarchy is None else SGGEvaluator(
+        mode, NUM_PREDICATES, zeroshot_triplets=zeroshot, train_predicate_counts=train_counts, hierarchy=hierarchy)
+    rel_wall = rel_cpu = tree_wall = 0.0
     for index in range(num_images):
         gt, pred = make_image(rng, mode)
         wall, cpu = time.perf_counter(), time.process_time()
         evaluator.add(gt, pred, image_id=index)
         rel_wall += time.perf_counter() - wall
         rel_cpu += time.process_time() - cpu
+        if with_tree is not None:
+            wall = time.perf_counter()
+            with_tree.add(gt, pred, image_id=index)
+            tree_wall += time.perf_counter() - wall
         if (index + 1) % 5000 == 0:
             logger.info("%s: %d images, %.5f s/image so far, peak RSS %.0f MiB",
                         mode, index + 1, rel_wall / (index + 1), peak_rss_mib())
@@ -125,7 +137,14 @@ def run_mode(mode: str, num_images: int, seed: int) -> Dict[str, float]:
         logger.info("%s %s: %.5f s/image (CPU %.5f), %.1f s for %d images, projected %.0f s for %d",
                     mode, what, total / num_images, cpu_total / num_images, total, num_images,
                     total / num_images * VG150_TEST_IMAGES, VG150_TEST_IMAGES)
-    return {f"{mode}_rel_s_per_image": rel_wall / num_images, f"{mode}_box_s_per_image": box_wall / num_images}
+    out = {f"{mode}_rel_s_per_image": rel_wall / num_images, f"{mode}_box_s_per_image": box_wall / num_images}
+    if with_tree is not None:
+        hr = with_tree.result()["metrics"]["HR@K"]["100"]
+        logger.info("%s with the hierarchy metrics: %.5f s/image (%.2fx), HR@100 %.4f",
+                    mode, tree_wall / num_images, tree_wall / rel_wall, hr)
+        out.update({f"{mode}_rel_tree_s_per_image": tree_wall / num_images,
+                    f"{mode}_tree_over_plain": tree_wall / rel_wall})
+    return out
 
 
 def main() -> None:
@@ -133,12 +152,14 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=VG150_TEST_IMAGES)
     parser.add_argument("--modes", nargs="+", default=["predcls", "sgdet"], choices=["predcls", "sgcls", "sgdet"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tree", help="predicate tree with parent links: also time the hierarchy metrics")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     summary: Dict[str, float] = {}
+    hierarchy = PredicateHierarchy.from_json(args.tree) if args.tree else None
     for mode in args.modes:
-        summary.update(run_mode(mode, args.num_images, args.seed))
+        summary.update(run_mode(mode, args.num_images, args.seed, hierarchy))
         logger.info("peak RSS after %s: %.0f MiB", mode, peak_rss_mib())
     summary.update(peak_rss_mib=round(peak_rss_mib(), 1), num_images=args.num_images)
     print(json.dumps(summary))
