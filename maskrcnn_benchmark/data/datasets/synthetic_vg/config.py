@@ -34,8 +34,9 @@ class SyntheticWorldConfig:
       coarse for coarse ones (HIERARCHY.md D). 0 gives back the world without genuine coarse
       relations: byte-identical dataset files to the generator before the knob existed.
     - ``tail_steepness=1.6``: Zipf exponent giving an annotated max/min predicate count
-      ratio of about 100 on 2,000 images and 64-70 on 300 (20 seeds); smaller sets come
-      out flatter (about 45 on 200) because every type is kept at least once per split.
+      ratio of 165-171 on 2,000 images and 63-67 on 300 (20 seeds; 97-106 and 65-69
+      without genuine-coarse types); smaller sets come out flatter (about 42 on 200)
+      because every type is kept at least once per split.
     - ``geometry_overlap=0.0``: fine siblings well separated by geometry.
     - ``pixel_noise_std=6.0``, ``jpeg_quality=90``: mildly noisy, realistic JPEGs.
     """

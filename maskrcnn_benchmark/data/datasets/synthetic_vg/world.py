@@ -182,7 +182,7 @@ FINE_RULES: Tuple[RelationRule, ...] = (
 # it alone), so a model can tell "coarse is right here" from "a fine child is right".
 GENUINE_COARSE_RULES: Tuple[RelationRule, ...] = (
     RelationRule("on", None, ("cup", "hat", "phone"), ("bed", "bench", "chair"), PairLayout(
-        subject=((0.38, 0.44), (0.22, 0.3), (0.56, 0.62), (0.5, 0.56)),
+        subject=((0.38, 0.44), (0.24, 0.32), (0.56, 0.62), (0.54, 0.6)),
         object=((0.05, 0.12), (0.48, 0.52), (0.88, 0.95), (0.88, 0.95)), subject_in_front=True)),
     RelationRule("has", None, ("bike", "chair"), ("wheel",), PairLayout(
         subject=((0.05, 0.1), (0.15, 0.25), (0.9, 0.95), (0.85, 0.92)),
