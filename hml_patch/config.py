@@ -48,7 +48,7 @@ def add_hml_config(cfg: CN) -> None:
     cfg.HML.STAGE_MAX_ITER = []
     cfg.HML.SEED = 0  # stage k's fresh model is initialised after seeding with SEED + k
     cfg.HML.INIT_FROM_PREVIOUS = False  # initialise stage k from stage k-1 (the paper does not)
-    # Compute the teacher's logits once per image and stage (MOTIFS, VCTree, Transformer; IMP
+    # Compute the teacher's logits once per image and stage (MOTIFS, VCTree, Transformer, Causal; IMP
     # always runs the teacher per step): same results, a fraction of the teacher's cost.
     cfg.HML.TEACHER_CACHE = True
     # Paper loss: CB-CE + CR_WEIGHT * alpha * CR + MR_WEIGHT * beta * MR (Eq. 3-4).

@@ -6,7 +6,8 @@ proposals and sampled relation pairs, so Concept Reconstruction compares the two
 models on identical rows (the authors' code let the two models sample pairs
 independently). It runs the predictor's training branch, as the student does, under
 ``no_grad``, but with its layers in inference behaviour: dropout off and BatchNorm on its
-running statistics, as when the stage-k-1 model is tested. Its logits are therefore free
+running statistics, as when the stage-k-1 model is tested, and its moving averages (the causal
+predictor's untreated features) frozen. Its logits are therefore free
 of noise, draw no random numbers and do not depend on the other images of the batch. Its
 parameters never train.
 
@@ -14,7 +15,7 @@ parameters never train.
 image once and serves the sampled pairs from memory on the image's later visits: over
 a stage's epochs the teacher then costs about one forward per image instead of one
 per step. It is valid for predictors whose logit of a pair does not depend on which
-other pairs were sampled (MOTIFS, VCTree, Transformer; not IMP, whose messages run
+other pairs were sampled (MOTIFS, VCTree, Transformer, Causal; not IMP, whose messages run
 between the sampled pairs).
 """
 from __future__ import annotations
@@ -59,7 +60,7 @@ class RelationTeacher(nn.Module):
         return tuple(rel_logits)
 
 
-PAIR_INDEPENDENT_PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor")
+PAIR_INDEPENDENT_PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor", "CausalAnalysisPredictor")
 
 
 class TeacherLogitCache:
@@ -127,9 +128,13 @@ def _image_key(features: Sequence[torch.Tensor], index: int, proposal: BoxList) 
 
 def _inference_layers(module: nn.Module) -> None:
     """Dropout and BatchNorm layers to eval mode; every float ``dropout`` rate (LSTMs, tree LSTMs,
-    decoder masks) to 0, as those modules read their rate and not their mode."""
+    decoder masks) to 0, as those modules read their rate and not their mode; moving averages
+    (``track_averages``) frozen, so the teacher neither changes them nor joins their cross-rank
+    mean (its calls per rank differ with the logit cache)."""
     for child in module.modules():
         if isinstance(child, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)):
             child.eval()
         elif isinstance(getattr(child, "dropout", None), float):
             child.dropout = 0.0
+        if hasattr(child, "track_averages"):
+            child.track_averages = False

@@ -11,7 +11,7 @@ from maskrcnn_benchmark.modeling.roi_heads.relation_head.registry_entries import
 from shared_data import require_shared
 
 PREFIX = "roi_heads.relation.predictor."
-PREDICTORS = ["MotifPredictor", "VCTreePredictor", "TransformerPredictor", "IMPPredictor"]
+PREDICTORS = ["MotifPredictor", "VCTreePredictor", "TransformerPredictor", "IMPPredictor", "CausalAnalysisPredictor"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,7 @@ def _benchmark_cfg(predictor: str, glove_dir: str, effect_analysis: bool = True)
         "MODEL.ROI_RELATION_HEAD.PREDICTOR", predictor, "MODEL.ROI_RELATION_HEAD.NUM_CLASSES", 51,
         "MODEL.ROI_RELATION_HEAD.USE_GT_BOX", True, "MODEL.ROI_RELATION_HEAD.USE_GT_OBJECT_LABEL", True,
         "MODEL.ROI_RELATION_HEAD.CAUSAL.EFFECT_ANALYSIS", effect_analysis, "GLOVE_DIR", glove_dir,
+        "MODEL.ROI_RELATION_HEAD.CAUSAL.SPATIAL_FOR_VISION", True,  # the yaml's Causal-MOTIFS
     ])
     return cfg
 
@@ -88,5 +89,17 @@ def test_without_effect_analysis_there_are_no_untreated_buffers(glove_dir):
     assert not [k for k in predictor.state_dict() if "untreated" in k]
 
 
-def test_registry_holds_the_four_predictors():
+def test_a_benchmark_causal_motifs_state_dict_loads_strictly(reference, glove_dir):
+    """Random values under the reference keys and shapes (a Causal-MOTIFS-SUM checkpoint's layout)."""
+    expected, _ = _reference_keys(reference, "CausalAnalysisPredictor")
+    predictor = make_roi_relation_predictor(_benchmark_cfg("CausalAnalysisPredictor", glove_dir), 4096, _statistics())
+    generator = torch.Generator().manual_seed(0)
+    checkpoint = {key: torch.rand(shape, generator=generator) for key, shape in expected}
+    checkpoint["context_layer.pos_embed.1.num_batches_tracked"] = torch.tensor(7)
+    predictor.load_state_dict(checkpoint, strict=True)
+    assert torch.equal(predictor.untreated_spt, checkpoint["untreated_spt"])
+    assert torch.equal(predictor.context_layer.untreated_dcd_feat, checkpoint["context_layer.untreated_dcd_feat"])
+
+
+def test_registry_holds_the_five_predictors():
     assert set(PREDICTORS) <= set(ROI_RELATION_PREDICTOR)

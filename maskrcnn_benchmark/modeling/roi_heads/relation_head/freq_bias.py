@@ -6,6 +6,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+# Rows per block of the probability lookup: bounds its intermediate to CHUNK x C x P values
+# (31 MB at VG150's 151 x 51), whatever the number of pairs.
+PROBABILITY_CHUNK_ROWS = 1024
+
 
 class FrequencyBias(nn.Module):
     """Logit bias ``pred_dist[s, o]`` looked up by the class pair (``obj_baseline``: [C*C, P]).
@@ -36,9 +40,18 @@ class FrequencyBias(nn.Module):
         return self.obj_baseline(labels[:, 0] * self.num_objs + labels[:, 1])
 
     def index_with_probability(self, pair_prob: torch.Tensor) -> torch.Tensor:
-        """``[R, P]`` expected bias under ``[R, C, 2]`` subject / object class distributions."""
-        joint = pair_prob[:, :, 0].unsqueeze(2) * pair_prob[:, :, 1].unsqueeze(1)
-        return joint.reshape(pair_prob.shape[0], -1) @ self.obj_baseline.weight
+        """``[R, P]`` expected bias under ``[R, C, 2]`` subject / object class distributions.
+
+        For each predicate this is the bilinear form ``p_s^T W_p p_o`` with ``W_p`` the ``[C, C]``
+        table of that predicate: the benchmark's ``outer(p_s, p_o) @ table`` without building the
+        ``[R, C * C]`` outer products (0.58 GB for SGDet's 6,320 pairs at VG150's size).
+        """
+        table = self.obj_baseline.weight.view(self.num_objs, self.num_objs * self.num_rels)
+        blocks = []
+        for block in pair_prob.split(PROBABILITY_CHUNK_ROWS):
+            by_subject = (block[:, :, 0] @ table).view(-1, self.num_objs, self.num_rels)
+            blocks.append(torch.bmm(block[:, None, :, 1], by_subject).squeeze(1))
+        return torch.cat(blocks)
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         return self.index_with_labels(labels)

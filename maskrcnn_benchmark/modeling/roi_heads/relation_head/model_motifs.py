@@ -13,11 +13,11 @@ from maskrcnn_benchmark.config.modes import check_mode
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 
 from .inference import obj_prediction_nms
+from .moving_average import require_averages, untreated_rows, update_moving_average
 from .utils_motifs import (dropout_mask, encode_box_info, ordering_scores, sort_within_images,
                            to_onehot)
 
 POS_EMBED_DIM = 128
-MOVING_AVERAGE_RATIO = 0.0005
 
 
 def make_pos_embed() -> nn.Sequential:
@@ -42,13 +42,6 @@ def label_embedding_input(proposals: Sequence[BoxList], embedding: nn.Embedding,
         return embedding(torch.cat([p.get_field("labels") for p in proposals]).long())
     logits = torch.cat([p.get_field("predict_logits") for p in proposals]).detach()
     return F.softmax(logits, dim=1) @ embedding.weight
-
-
-@torch.no_grad()
-def update_moving_average(holder: torch.Tensor, inputs: torch.Tensor) -> None:
-    """``holder <- (1 - r) holder + r mean(inputs)`` in place, r = 0.0005 (the "untreated" features)."""
-    if inputs.shape[0]:
-        holder.mul_(1.0 - MOVING_AVERAGE_RATIO).add_(inputs.detach().mean(0), alpha=MOVING_AVERAGE_RATIO)
 
 
 def run_in_order(lstm: nn.LSTM, feats: torch.Tensor, orders: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -164,7 +157,8 @@ class LSTMContext(nn.Module):
         num_obj_layers, num_edge_layers: CONTEXT_OBJ_LAYER / CONTEXT_REL_LAYER.
         mode: 'predcls', 'sgcls' or 'sgdet'.
         nms_thresh: TEST.RELATION.LATER_NMS_PREDICTION_THRES (SGDet test decoding).
-        effect_analysis: CAUSAL.EFFECT_ANALYSIS; registers the moving-average ``untreated_*`` buffers.
+        effect_analysis: CAUSAL.EFFECT_ANALYSIS; registers the moving-average ``untreated_*`` buffers,
+            updated in training while ``track_averages`` (the HML teacher turns it off).
         ordering: order of the objects in the LSTMs ('leftright', 'confidence' or 'size').
     """
 
@@ -181,6 +175,7 @@ class LSTMContext(nn.Module):
         self.hidden_dim = hidden_dim
         self.nms_thresh = nms_thresh
         self.effect_analysis = effect_analysis
+        self.track_averages = True
         self.ordering = ordering
         obj_input_dim = in_channels + self.embed_dim + POS_EMBED_DIM
 
@@ -217,9 +212,16 @@ class LSTMContext(nn.Module):
                 for p, d, pr in zip(proposals, obj_dists.split(num_objs), obj_preds.split(num_objs))])
         return obj_dists, obj_preds
 
-    def forward(self, roi_features: torch.Tensor, proposals: Sequence[BoxList]
+    def forward(self, roi_features: torch.Tensor, proposals: Sequence[BoxList], ctx_average: bool = False
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(obj_dists [sum N, C], obj_preds [sum N], edge_ctx [sum N, hidden_dim])``."""
+        """``(obj_dists [sum N, C], obj_preds [sum N], edge_ctx [sum N, hidden_dim])``.
+
+        ``ctx_average``: the counterfactual pass of causal analysis (CAUSAL.md 3.1): the decoder
+        (SGCls / SGDet) and the edge LSTM read the untreated averages in place of each object's
+        own features and label embedding; the object LSTM still reads the real ones.
+        """
+        if ctx_average:
+            require_averages(self)
         num_objs = [len(p) for p in proposals]
         use_labels = self.training or self.mode != "sgdet"
         obj_labels = torch.cat([p.get_field("labels") for p in proposals]).long() if use_labels else None
@@ -236,18 +238,22 @@ class LSTMContext(nn.Module):
 
         obj_ctx = self.lin_obj_h(run_in_order(self.obj_ctx_rnn, obj_pre_rep, orders))
         decoder_inp = torch.cat((obj_pre_rep, obj_ctx), 1)
-        if self.training and self.effect_analysis:
+        tracking = self.training and self.effect_analysis and self.track_averages
+        if tracking:
             update_moving_average(self.untreated_dcd_feat, decoder_inp)
         if self.mode == "predcls":
             obj_preds = obj_labels
             obj_dists = to_onehot(obj_preds, self.num_obj_classes)
         else:
+            if ctx_average:
+                decoder_inp = untreated_rows(self.untreated_dcd_feat, decoder_inp.shape[0])
             obj_dists, obj_preds = self._decode(decoder_inp, orders, proposals, obj_labels)
 
-        obj_embed2 = self.obj_embed2(obj_preds.long())
-        edge_inp = torch.cat((obj_embed2, roi_features, obj_ctx), -1)
-        edge_ctx = self.lin_edge_h(run_in_order(self.edge_ctx_rnn, edge_inp, orders))
-        if self.training and self.effect_analysis:
+        edge_feat = torch.cat((self.obj_embed2(obj_preds.long()), roi_features), -1)
+        if tracking:
             update_moving_average(self.untreated_obj_feat, obj_pre_rep)
-            update_moving_average(self.untreated_edg_feat, torch.cat((obj_embed2, roi_features), -1))
+            update_moving_average(self.untreated_edg_feat, edge_feat)
+        if ctx_average:
+            edge_feat = untreated_rows(self.untreated_edg_feat, edge_feat.shape[0])
+        edge_ctx = self.lin_edge_h(run_in_order(self.edge_ctx_rnn, torch.cat((edge_feat, obj_ctx), -1), orders))
         return obj_dists, obj_preds, edge_ctx

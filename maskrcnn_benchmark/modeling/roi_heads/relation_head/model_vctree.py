@@ -11,8 +11,8 @@ from torch import nn
 from maskrcnn_benchmark.config.modes import check_mode
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 
-from .model_motifs import (POS_EMBED_DIM, label_embedding_input, make_label_embedding, make_pos_embed,
-                           update_moving_average)
+from .model_motifs import POS_EMBED_DIM, label_embedding_input, make_label_embedding, make_pos_embed
+from .moving_average import require_averages, untreated_rows, update_moving_average
 from .utils_motifs import encode_box_info, to_onehot, xavier_init
 from .utils_treelstm import MultiLayerBiTreeLSTM, TreeLSTMDownCell, forest_dropout_mask
 from .utils_vctree import BinaryForest, build_forest, get_overlap_info
@@ -55,7 +55,7 @@ class VCTreeLSTMContext(nn.Module):
         pred_dist: ``[C, C, P]`` dataset statistics; summed over predicates and symmetrised it
             initialises the class co-occurrence prior ``bi_freq_prior``.
         hidden_dim, dropout_rate, num_obj_layers, num_edge_layers, mode, effect_analysis:
-            as for :class:`~.model_motifs.LSTMContext`.
+            as for :class:`~.model_motifs.LSTMContext` (``track_averages`` likewise).
     """
 
     def __init__(self, class_vectors: torch.Tensor, in_channels: int, pred_dist: torch.Tensor,
@@ -67,6 +67,7 @@ class VCTreeLSTMContext(nn.Module):
         self.embed_dim = class_vectors.shape[1]
         self.hidden_dim = hidden_dim
         self.effect_analysis = effect_analysis
+        self.track_averages = True
         obj_input_dim = in_channels + self.embed_dim + POS_EMBED_DIM
         num_cls = self.num_obj_classes
         if tuple(pred_dist.shape[:2]) != (num_cls, num_cls):
@@ -129,10 +130,13 @@ class VCTreeLSTMContext(nn.Module):
             tree_scores.append(torch.sigmoid(joint))
         return bi_preds, tree_scores
 
-    def forward(self, roi_features: torch.Tensor, proposals: Sequence[BoxList]
+    def forward(self, roi_features: torch.Tensor, proposals: Sequence[BoxList], ctx_average: bool = False
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[torch.Tensor]]:
         """``(obj_dists, obj_preds, edge_ctx, bi_preds)``; ``bi_preds`` are the per-image
-        ``[N, N]`` logits of the binary "related" loss."""
+        ``[N, N]`` logits of the binary "related" loss. ``ctx_average``: the counterfactual pass
+        as for :class:`~.model_motifs.LSTMContext` (the tree is still built from the real features)."""
+        if ctx_average:
+            require_averages(self)
         num_objs = [len(p) for p in proposals]
         use_labels = self.training or self.mode != "sgdet"
         obj_labels = torch.cat([p.get_field("labels") for p in proposals]).long() if use_labels else None
@@ -150,18 +154,23 @@ class VCTreeLSTMContext(nn.Module):
         forest = build_forest(tree_scores, roi_features.device)
 
         obj_ctx = self.obj_ctx_rnn(forest, obj_pre_rep)
+        tracking = self.training and self.effect_analysis and self.track_averages
         if self.mode == "predcls":
             obj_preds = obj_labels
             obj_dists = to_onehot(obj_preds, self.num_obj_classes)
         else:
             decoder_inp = torch.cat((obj_pre_rep, obj_ctx), 1)
-            if self.training and self.effect_analysis:
+            if tracking:
                 update_moving_average(self.untreated_dcd_feat, decoder_inp)
+            if ctx_average:
+                decoder_inp = untreated_rows(self.untreated_dcd_feat, decoder_inp.shape[0])
             obj_dists, obj_preds = self.decoder_rnn(forest, decoder_inp)
 
-        obj_embed2 = self.obj_embed2(obj_preds.long())
-        edge_ctx = self.edge_ctx_rnn(forest, torch.cat((obj_embed2, roi_features, obj_ctx), -1))
-        if self.training and self.effect_analysis:
+        edge_feat = torch.cat((self.obj_embed2(obj_preds.long()), roi_features), -1)
+        if tracking:
             update_moving_average(self.untreated_obj_feat, obj_pre_rep)
-            update_moving_average(self.untreated_edg_feat, torch.cat((obj_embed2, roi_features), -1))
+            update_moving_average(self.untreated_edg_feat, edge_feat)
+        if ctx_average:
+            edge_feat = untreated_rows(self.untreated_edg_feat, edge_feat.shape[0])
+        edge_ctx = self.edge_ctx_rnn(forest, torch.cat((edge_feat, obj_ctx), -1))
         return obj_dists, obj_preds, edge_ctx, bi_preds

@@ -7,9 +7,10 @@ from torch import nn
 
 from maskrcnn_benchmark.modeling.registry import ROI_RELATION_PREDICTOR
 
+from .causal_predictor import CausalAnalysisPredictor
 from .roi_relation_predictors import IMPPredictor, MotifPredictor, TransformerPredictor, VCTreePredictor
 
-for _predictor in (MotifPredictor, VCTreePredictor, TransformerPredictor, IMPPredictor):
+for _predictor in (MotifPredictor, VCTreePredictor, TransformerPredictor, IMPPredictor, CausalAnalysisPredictor):
     ROI_RELATION_PREDICTOR.register(_predictor.__name__, _predictor)
 
 

@@ -1,12 +1,13 @@
 """Union-box features of a relation pair: pooled appearance plus the two boxes' layout (REFERENCE 3.7)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from maskrcnn_benchmark.modeling import registry
+from maskrcnn_benchmark.modeling.make_layers import make_fc
 from maskrcnn_benchmark.modeling.roi_heads.box_head.roi_box_feature_extractors import (
     make_roi_box_feature_extractor)
 from maskrcnn_benchmark.structures.bounding_box import BoxList
@@ -58,24 +59,34 @@ class RelationFeatureExtractor(nn.Module):
         feature_extractor: a box feature extractor whose ``pooler`` gives ``[R, C, r, r]`` and
             whose ``forward_without_pool`` applies the MLP.
         in_channels: channels C of the pooled features.
+        separate_spatial: CAUSAL.SEPARATE_SPATIAL: the layout branch is not added to the pooled
+            appearance but goes through its own MLP ``spatial_fc`` (C r r -> out/2 -> out), and the
+            features are the pair ``(appearance, layout)``, as the causal predictor expects.
     """
 
-    def __init__(self, feature_extractor: nn.Module, in_channels: int) -> None:
+    def __init__(self, feature_extractor: nn.Module, in_channels: int, separate_spatial: bool = False) -> None:
         super().__init__()
         self.feature_extractor = feature_extractor
         self.out_channels = feature_extractor.out_channels
-        self.rect_size = feature_extractor.pooler.output_size[0] * 4 - 1
+        resolution = feature_extractor.pooler.output_size[0]
+        self.separate_spatial = separate_spatial
+        if separate_spatial:
+            self.spatial_fc = nn.Sequential(make_fc(in_channels * resolution * resolution, self.out_channels // 2),
+                                            nn.ReLU(inplace=True),
+                                            make_fc(self.out_channels // 2, self.out_channels), nn.ReLU(inplace=True))
+        self.rect_size = resolution * 4 - 1
         self.rect_conv = make_rect_conv(in_channels)
 
     @classmethod
     def from_config(cls, cfg, in_channels: int) -> "RelationFeatureExtractor":
-        extractor = make_roi_box_feature_extractor(
-            cfg, in_channels, cat_all_levels=cfg.MODEL.ROI_RELATION_HEAD.POOLING_ALL_LEVELS)
-        return cls(extractor, in_channels)
+        head = cfg.MODEL.ROI_RELATION_HEAD
+        extractor = make_roi_box_feature_extractor(cfg, in_channels, cat_all_levels=head.POOLING_ALL_LEVELS)
+        return cls(extractor, in_channels, separate_spatial=head.CAUSAL.SEPARATE_SPATIAL)
 
-    def forward(self, x: Sequence[torch.Tensor], proposals: Sequence[BoxList],
-                rel_pair_idxs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``[sum of pairs, out_channels]`` features for every pair of every image, in order."""
+    def forward(self, x: Sequence[torch.Tensor], proposals: Sequence[BoxList], rel_pair_idxs: Sequence[torch.Tensor]
+                ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """``[sum of pairs, out_channels]`` features for every pair of every image, in order
+        (with ``separate_spatial``, the appearance and the layout features of that size)."""
         unions, masks = [], []
         for proposal, pairs in zip(proposals, rel_pair_idxs):
             heads, tails = proposal[pairs[:, 0]], proposal[pairs[:, 1]]
@@ -83,6 +94,8 @@ class RelationFeatureExtractor(nn.Module):
             masks.append(box_pair_masks(heads, tails, self.rect_size))
         visual = self.feature_extractor.pooler(x, unions)
         layout = self.rect_conv(torch.cat(masks, dim=0).to(visual.dtype))
+        if self.separate_spatial:
+            return self.feature_extractor.forward_without_pool(visual), self.spatial_fc(layout.flatten(1))
         return self.feature_extractor.forward_without_pool(visual + layout)
 
 

@@ -64,6 +64,15 @@ def context_predictor_args(cfg, in_channels: int, statistics: Mapping[str, Any],
                 mode=mode_from_config(cfg))
 
 
+def global_pair_indices(num_objs: Sequence[int], rel_pair_idxs: Sequence[torch.Tensor], device: torch.device
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(sub [sum R], obj [sum R])``: each pair's subject and object as rows of the whole batch's objects."""
+    offsets = torch.tensor([0] + list(num_objs[:-1]), device=device).cumsum(0)
+    sub = torch.cat([pairs[:, 0].long() + off for pairs, off in zip(rel_pair_idxs, offsets)])
+    obj = torch.cat([pairs[:, 1].long() + off for pairs, off in zip(rel_pair_idxs, offsets)])
+    return sub, obj
+
+
 def pair_inputs(edge_ctx: torch.Tensor, obj_preds: torch.Tensor, post_emb: nn.Linear, num_objs: Sequence[int],
                 rel_pair_idxs: Sequence[torch.Tensor], relu: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(prod_rep [sum R, 2 h], pair_pred [sum R, 2])``: each pair's subject ("head") and object
@@ -72,14 +81,13 @@ def pair_inputs(edge_ctx: torch.Tensor, obj_preds: torch.Tensor, post_emb: nn.Li
     if relu:
         edge_rep = F.relu(edge_rep)
     head_rep, tail_rep = edge_rep.chunk(2, dim=1)
-    offsets = torch.tensor([0] + list(num_objs[:-1]), device=edge_ctx.device).cumsum(0)
-    sub = torch.cat([pairs[:, 0].long() + off for pairs, off in zip(rel_pair_idxs, offsets)])
-    obj = torch.cat([pairs[:, 1].long() + off for pairs, off in zip(rel_pair_idxs, offsets)])
+    sub, obj = global_pair_indices(num_objs, rel_pair_idxs, edge_ctx.device)
     return torch.cat((head_rep[sub], tail_rep[obj]), dim=-1), torch.stack((obj_preds[sub], obj_preds[obj]), dim=1)
 
 
-def _split(obj_dists: torch.Tensor, rel_dists: torch.Tensor, proposals: Sequence[BoxList],
-           rel_pair_idxs: Sequence[torch.Tensor]) -> Tuple[Tuple[torch.Tensor, ...], Tuple[torch.Tensor, ...]]:
+def split_per_image(obj_dists: torch.Tensor, rel_dists: torch.Tensor, proposals: Sequence[BoxList],
+                    rel_pair_idxs: Sequence[torch.Tensor]) -> Tuple[Tuple[torch.Tensor, ...], Tuple[torch.Tensor, ...]]:
+    """The batch's object and relation logits cut into one tensor per image."""
     return (obj_dists.split([len(p) for p in proposals], dim=0),
             rel_dists.split([r.shape[0] for r in rel_pair_idxs], dim=0))
 
@@ -127,7 +135,7 @@ class _ContextPredictor(nn.Module):
             rel_dists = rel_dists + self.ctx_compress(prod_rep)
         if self.use_bias:
             rel_dists = rel_dists + self.freq_bias.index_with_labels(pair_pred)
-        return (*_split(obj_dists, rel_dists, proposals, rel_pair_idxs), {})
+        return (*split_per_image(obj_dists, rel_dists, proposals, rel_pair_idxs), {})
 
     def _init_up_dim(self, pooling_dim: int, union_dim: int) -> None:
         """``up_dim`` maps union features to CONTEXT_POOLING_DIM when it differs from MLP_HEAD_DIM."""
@@ -223,7 +231,7 @@ class VCTreePredictor(_ContextPredictor):
             losses: List[torch.Tensor] = [F.binary_cross_entropy_with_logits(pred, (gt > 0).float())
                                           for pred, gt in zip(bi_preds, rel_binarys)]
             add_losses["binary_loss"] = sum(losses) / len(losses)
-        return (*_split(obj_dists, rel_dists, proposals, rel_pair_idxs), add_losses)
+        return (*split_per_image(obj_dists, rel_dists, proposals, rel_pair_idxs), add_losses)
 
 
 class TransformerPredictor(_ContextPredictor):
@@ -287,4 +295,4 @@ class IMPPredictor(_ContextPredictor):
             raise ValueError("IMPPredictor needs union features (PREDICT_USE_VISION True)")
         obj_dists, rel_dists = self.context_layer(roi_features, proposals, self._union(union_features),
                                                   rel_pair_idxs)
-        return (*_split(obj_dists, rel_dists, proposals, rel_pair_idxs), {})
+        return (*split_per_image(obj_dists, rel_dists, proposals, rel_pair_idxs), {})
