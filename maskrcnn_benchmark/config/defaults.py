@@ -283,14 +283,14 @@ _C.TEST.RELATION.LATER_NMS_PREDICTION_THRES = 0.3
 _C.TEST.RELATION.SYNC_GATHER = False
 # Zero-shot triplets file (subject label, object label, predicate) for zR@K; "" = no zero-shot metrics.
 _C.TEST.RELATION.ZEROSHOT_TRIPLETS = ""
-
-# ---------------------------------------------------------------------------
-# Misc
 # Predicate tree file with parent links (fine -> coarse) for the hierarchy metrics HR, mHR, gHR,
 # TOR_p, POR_p and the coarse/fine confusion; "" = off (configs/hierarchy/ has VG150's).
 _C.TEST.RELATION.PREDICATE_TREE = ""
 # gHR@K's partial credits: (coarsening a fine GT to its parent, predicting a sibling of a fine GT).
 _C.TEST.RELATION.GRADED_HR_WEIGHTS = (0.5, 0.5)
+
+# ---------------------------------------------------------------------------
+# Misc
 # ---------------------------------------------------------------------------
 _C.OUTPUT_DIR = "."
 # >= 0: seed Python, NumPy and torch at start-up so a run can be repeated exactly; -1: unseeded
