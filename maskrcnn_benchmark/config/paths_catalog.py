@@ -40,6 +40,14 @@ class DatasetCatalog:
             "image_file": "synthetic_vg/image_data.json",
             "info_file": "synthetic_vg/synthetic_vg_info.json",
         },
+        # Panoptic Scene Graph laid out as OpenPSG's ``data/`` folder (COCO root ``coco/``,
+        # ``psg/psg.json``); the synthetic PSG generator writes the same layout. val and test
+        # both read ``test_image_ids``, as OpenPSG's configs do.
+        "psg": {
+            "factory": "PSGDataset",
+            "img_dir": "coco",
+            "ann_file": "psg/psg.json",
+        },
     }
 
     # A split of an entry read from another roidb. The synthetic set's truth splits hold
@@ -66,6 +74,10 @@ class DatasetCatalog:
             raise KeyError(f"Dataset {name!r} is not in the catalog. Known datasets: {known}. "
                            "Register others with PATHS_CATALOG.")
         entry = {**DatasetCatalog.DATASETS[entry_name], **variant}
+        if entry.get("factory") == "PSGDataset":
+            return {"factory": "PSGDataset", "args": {
+                "split": split, "img_dir": os.path.join(data_dir, entry["img_dir"]),
+                "ann_file": os.path.join(data_dir, entry["ann_file"])}}
         args: Dict[str, Any] = {
             key: os.path.join(data_dir, entry[key]) for key in ("img_dir", "roidb_file", "dict_file", "image_file")
         }

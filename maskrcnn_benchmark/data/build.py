@@ -52,6 +52,9 @@ def dataset_args(cfg, name: str) -> Dict[str, Any]:
         args["filter_empty_rels"] = relation_on
         args["filter_non_overlap"] = (not head.USE_GT_BOX) and relation_on and head.REQUIRE_BOX_OVERLAP
         args["flip_aug"] = cfg.MODEL.FLIP_AUG
+    elif data["factory"] == "PSGDataset":
+        args["filter_empty_rels"] = cfg.MODEL.RELATION_ON
+        args["flip_aug"] = cfg.MODEL.FLIP_AUG
     return {"factory": data["factory"], "args": args}
 
 
@@ -138,14 +141,17 @@ def _file_stamp(path: str) -> Dict[str, Any]:
     return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+# Constructor arguments naming the files the statistics are computed from (VG150: roidb and
+# dictionary; PSG: psg.json).
+_LABEL_FILE_ARGS = ("roidb_file", "dict_file", "ann_file")
+
+
 def _statistics_fingerprint(args: Dict[str, Any]) -> str:
-    """What the statistics depend on: the label files and the val split size."""
-    key = {
-        "version": _STATISTICS_CACHE_VERSION,
-        "roidb_file": _file_stamp(args["roidb_file"]),
-        "dict_file": _file_stamp(args["dict_file"]),
-        "num_val_im": args["num_val_im"],
-    }
+    """What the statistics depend on: the label files and the val split size (where there is one)."""
+    key: Dict[str, Any] = {"version": _STATISTICS_CACHE_VERSION}
+    key.update({name: _file_stamp(args[name]) for name in _LABEL_FILE_ARGS if name in args})
+    if "num_val_im" in args:
+        key["num_val_im"] = args["num_val_im"]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
