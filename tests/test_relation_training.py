@@ -27,7 +27,8 @@ def _run_tool(tool, mode, data_dir, out_dir, max_iter, *extra, flags=(), timeout
     return proc
 
 
-@pytest.mark.parametrize("predictor", ["MotifPredictor", "VCTreePredictor", "TransformerPredictor", "IMPPredictor"])
+@pytest.mark.parametrize("predictor", ["MotifPredictor", "VCTreePredictor", "TransformerPredictor", "IMPPredictor",
+                                       "CausalAnalysisPredictor"])
 def test_each_predictor_learns_in_predcls(synthetic_data_dir, tmp_path, predictor):
     cfg = load_config(config_file("predcls"), small_overrides(
         synthetic_data_dir, str(tmp_path), 1, **{"MODEL.ROI_RELATION_HEAD.PREDICTOR": predictor}))
