@@ -4,7 +4,8 @@ The detector (backbone, RPN, box head) is frozen and initialised from
 MODEL.PRETRAINED_DETECTOR_CKPT, with the box head's fc6/fc7 copied into the
 relation head's two feature extractors; everything under ``roi_heads.relation``
 trains. A ``last_checkpoint`` in the output folder takes precedence, so starting
-the same command again resumes.
+the same command again resumes. Every checkpoint also carries the ``scene_graph_model``
+entry (vocabulary, statistics, config), so it runs on new images without the dataset.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 
 from maskrcnn_benchmark.data import make_data_loader
 from maskrcnn_benchmark.modeling.detector import build_detection_model
+from maskrcnn_benchmark.scene_graphs.model_file import MODEL_FILE_KEY, model_file_entry
 from maskrcnn_benchmark.utils.checkpoint import unwrap_model
 from maskrcnn_benchmark.utils.comm import synchronize
 from maskrcnn_benchmark.utils.tensorboard import TensorboardLogger
@@ -84,6 +86,7 @@ def train_relation_model(cfg, ctx: RunContext, *, output_dir: Optional[str] = No
     for name, obj in (extra_state or {}).items():
         if name in arguments:
             obj.load_state_dict(arguments.pop(name))
+    arguments[MODEL_FILE_KEY] = model_file_entry(cfg)
 
     train_loader = make_data_loader(cfg, "train", ctx.distributed, start_iter=arguments["iteration"],
                                     index_filter=index_filter)

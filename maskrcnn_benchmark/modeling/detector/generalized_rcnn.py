@@ -1,7 +1,7 @@
 """GeneralizedRCNN: backbone -> RPN -> ROI heads, with the benchmark's forward contract."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -30,10 +30,11 @@ class GeneralizedRCNN(nn.Module):
         self.relation_on = relation_on
 
     @classmethod
-    def from_config(cls, cfg) -> "GeneralizedRCNN":
+    def from_config(cls, cfg, statistics: Optional[Mapping[str, Any]] = None) -> "GeneralizedRCNN":
+        """``statistics``: the relation head's (see ``build_roi_heads``)."""
         backbone = build_backbone(cfg)
         return cls(backbone, build_rpn(cfg, backbone.out_channels),
-                   build_roi_heads(cfg, backbone.out_channels), cfg.MODEL.RELATION_ON)
+                   build_roi_heads(cfg, backbone.out_channels, statistics), cfg.MODEL.RELATION_ON)
 
     def forward(self, images: Union[ImageList, Sequence[torch.Tensor], torch.Tensor],
                 targets: Optional[Sequence[BoxList]] = None,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -50,12 +50,13 @@ def _relation_head_builder():
     return module.build_roi_relation_head
 
 
-def build_roi_heads(cfg, in_channels: int) -> CombinedROIHeads:
-    """``box`` head, plus ``relation`` (built by the relation_head package) when MODEL.RELATION_ON."""
+def build_roi_heads(cfg, in_channels: int, statistics: Optional[Mapping[str, Any]] = None) -> CombinedROIHeads:
+    """``box`` head, plus ``relation`` (built by the relation_head package) when MODEL.RELATION_ON;
+    ``statistics`` go to the relation head (None: the training set's)."""
     for key in ("MASK_ON", "KEYPOINT_ON", "ATTRIBUTE_ON", "RETINANET_ON", "RPN_ONLY"):
         if cfg.MODEL[key]:
             raise ValueError(f"MODEL.{key} is not supported")
     heads = {"box": build_roi_box_head(cfg, in_channels)}
     if cfg.MODEL.RELATION_ON:
-        heads["relation"] = _relation_head_builder()(cfg, in_channels)
+        heads["relation"] = _relation_head_builder()(cfg, in_channels, statistics)
     return CombinedROIHeads(heads)

@@ -1,0 +1,1 @@
+"""Scene graphs for any images: self-contained model files, an image-folder predictor and its report."""
