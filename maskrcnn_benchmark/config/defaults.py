@@ -210,12 +210,16 @@ _C.MODEL.ROI_RELATION_HEAD.TRANSFORMER.INNER_DIM = 2048
 _C.MODEL.ROI_RELATION_HEAD.TRANSFORMER.KEY_DIM = 64
 _C.MODEL.ROI_RELATION_HEAD.TRANSFORMER.VAL_DIM = 64
 
+# CausalAnalysisPredictor (and the untreated averages of the MOTIFS / VCTree contexts).
 _C.MODEL.ROI_RELATION_HEAD.CAUSAL = CN()
+# Register and track the moving averages that TDE / NIE / TE subtract (also in the state_dict).
 _C.MODEL.ROI_RELATION_HEAD.CAUSAL.EFFECT_ANALYSIS = False
-_C.MODEL.ROI_RELATION_HEAD.CAUSAL.FUSION_TYPE = "sum"
-_C.MODEL.ROI_RELATION_HEAD.CAUSAL.CONTEXT_LAYER = "motifs"
+_C.MODEL.ROI_RELATION_HEAD.CAUSAL.FUSION_TYPE = "sum"  # "sum" or "gate"
+_C.MODEL.ROI_RELATION_HEAD.CAUSAL.CONTEXT_LAYER = "motifs"  # "motifs", "vctree" or "vtranse"
+# The union extractor's layout branch gets its own MLP (spatial_fc) and multiplies the context.
 _C.MODEL.ROI_RELATION_HEAD.CAUSAL.SEPARATE_SPATIAL = False
-_C.MODEL.ROI_RELATION_HEAD.CAUSAL.SPATIAL_FOR_VISION = False
+_C.MODEL.ROI_RELATION_HEAD.CAUSAL.SPATIAL_FOR_VISION = False  # the 32-d box-pair embedding spt_emb
+# Test-time logits: "none", "TDE", "NIE" or "TE" (the others need EFFECT_ANALYSIS True in training).
 _C.MODEL.ROI_RELATION_HEAD.CAUSAL.EFFECT_TYPE = "none"
 
 # ---------------------------------------------------------------------------
