@@ -130,7 +130,7 @@ def config_from_entry(entry: Mapping[str, Any], opts: Sequence[str] = ()):
         cfg.merge_from_other_cfg(_YacsCfgNode(yaml.safe_load(entry["config"]) or {}))
     except KeyError as err:
         raise ModelFileError(f"the model's config has a key this program does not know ({err}); import the "
-                             f"package that defines it (tools/predict_scene_graphs.py imports hml_patch)") from err
+                             f"package that defines it (tools/predict_scene_graphs.py imports hml_patch and training_frameworks)") from err
     cfg.merge_from_list(list(opts))
     cfg.freeze()
     return cfg
