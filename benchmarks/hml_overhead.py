@@ -7,7 +7,7 @@ feeds both the same batch of synthetic images (``--min-size`` short side, 4:3) w
 boxes and relations. Each step is the one of ``do_train``: forward, loss reduction and finite
 check, backward, gradient clipping (SOLVER.GRAD_NORM_CLIP), SGD step (``make_optimizer``).
 
-- baseline: the plain step (the HMLPredictor with nothing attached, i.e. plain MOTIFS).
+- baseline: the plain step (the HML model with no framework attached, i.e. plain MOTIFS).
 - hml: HML stage 2 as ``hml_patch.stages.train_hml`` sets it up: the HML model first trains a
   short "stage 1" (``--stage1-steps``, with the importance hook) and finishes it
   (``finalize_stage``); then the teacher is ``RelationTeacher.from_head`` of its head, the
@@ -45,14 +45,15 @@ from unittest import mock
 
 import torch
 
-import hml_patch  # noqa: F401  (adds the HML config group, registers HMLPredictor)
+import hml_patch  # noqa: F401  (adds the HML config group, registers the HML framework)
 from hml_patch.config import HMLSettings
 from hml_patch.importance import ImportanceState, backend_name
 from hml_patch.official import official_constants
-from hml_patch.predictor import HMLPredictor, StageTerms
+from hml_patch.framework import HMLFramework, StageTerms, mr_parameters
 from hml_patch.stages import ImportanceHook, StagePlan, load_tree, teacher_source
 from hml_patch.teacher import RelationTeacher
 from maskrcnn_benchmark.config import cfg as default_cfg
+from maskrcnn_benchmark.engine.framework import attach_frameworks
 from maskrcnn_benchmark.engine.relation_train import freeze_detector
 from maskrcnn_benchmark.engine.trainer import StepOutcome, TrainHook, check_finite, reduce_loss_dict
 from maskrcnn_benchmark.modeling.detector import build_detection_model
@@ -234,8 +235,6 @@ def build_model(cfg, statistics_: Dict[str, Any], seed: int) -> torch.nn.Module:
     with mock.patch.object(relation_head, "get_dataset_statistics", lambda config: statistics_):
         model = build_detection_model(cfg)
     freeze_detector(model)
-    if not isinstance(model.roi_heads.relation.predictor, HMLPredictor):
-        raise TypeError("MODEL.ROI_RELATION_HEAD.HML did not wrap the predictor")
     return model.train()
 
 
@@ -248,8 +247,7 @@ def setup_stage2(cfg, hml: Variant, statistics_: Dict[str, Any], images, targets
     tree = load_tree(settings, statistics_["rel_classes"], counts)
     head = hml.model.roi_heads.relation
     predictor = head.predictor
-    importance = ImportanceState(predictor.named_student_parameters(settings.param_filter),
-                                 **settings.importance_kwargs())
+    importance = ImportanceState(mr_parameters(predictor, settings.param_filter), **settings.importance_kwargs())
     hml.hooks = [TimedHook(ImportanceHook(importance), timer, "importance_update")]
     for _ in range(stage1_steps):
         hml.step(images, targets, record=False)
@@ -258,9 +256,11 @@ def setup_stage2(cfg, hml: Variant, statistics_: Dict[str, Any], images, targets
     head.loss_evaluator.rel_class_weights = plan.class_weights
     teacher = teacher_source(RelationTeacher.from_head(head), settings, cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR,
                              logging.getLogger("hml_overhead"))
-    predictor.attach(StageTerms(timer.wrap("teacher_forward", teacher), timer.wrap("cr_forward", plan.cr_loss()),
-                                plan.cr_weight, TimedImportance(importance, timer), plan.mr_weight,
-                                plan.mr_distance))
+    framework = HMLFramework(settings)
+    framework.stage_terms = StageTerms(timer.wrap("teacher_forward", teacher), timer.wrap("cr_forward", plan.cr_loss()),
+                                       plan.cr_weight, TimedImportance(importance, timer), plan.mr_weight,
+                                       plan.mr_distance)
+    attach_frameworks(hml.model, [framework])
     return importance, plan
 
 

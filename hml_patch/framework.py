@@ -1,26 +1,25 @@
-"""``HMLPredictor``: the configured relation predictor, trained by HML's stages.
+"""HML as a training framework: the benchmark's ``TrainingFramework`` interface, registered as "HML".
 
-Registered in ``ROI_RELATION_PREDICTOR``; ``MODEL.ROI_RELATION_HEAD.HML True`` puts it
-around ``MODEL.ROI_RELATION_HEAD.PREDICTOR``. It predicts exactly as the wrapped
-predictor and stores the same parameter names (the ``student`` level is hidden in
-``state_dict`` and restored on load), so an HML checkpoint loads into a plain model
-and back. During a stage after the first, the stage runner attaches
-:class:`StageTerms`, whose CR and MR terms the relation head adds to the losses
-through the predictor's ``batch_losses`` hook.
+``MODEL.ROI_RELATION_HEAD.HML True`` (or "HML" in ``MODEL.ROI_RELATION_HEAD.FRAMEWORKS``)
+selects it. HML owns the training plan (one run per tree layer, ``stages.run_stages``)
+and the relation loss's class weights (class-balanced CE over each stage's predicates).
+It trains the configured predictor itself, so an HML checkpoint has a plain model's keys.
+During a stage after the first, the stage runner sets :class:`StageTerms`, whose CR and
+MR terms ``relation_losses`` adds to the head's training losses.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from maskrcnn_benchmark.modeling.registry import ROI_RELATION_PREDICTOR
+from maskrcnn_benchmark.engine.framework import TRAINING_FRAMEWORKS, FrameworkRunner, TrainingFramework
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.relation_head import RelationBatch
 
+from .config import HMLSettings
 from .importance import ImportanceState
 
-STUDENT = "student."
 CRLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TeacherLogits = Callable[[RelationBatch], Tuple[torch.Tensor, ...]]
 
@@ -54,51 +53,37 @@ class StageTerms:
                 "loss_mr": self.importance.mr_penalty(self.mr_weight, self.mr_distance)}
 
 
-class HMLPredictor(nn.Module):
-    """Wraps ``student`` (any relation predictor) without changing its inputs, outputs or parameter names."""
+def mr_parameters(predictor: nn.Module, prefixes: Sequence[str]) -> List[Tuple[str, nn.Parameter]]:
+    """The predictor's parameters whose names (relative to the predictor) start with one of ``prefixes``."""
+    return [(n, p) for n, p in predictor.named_parameters() if n.startswith(tuple(prefixes))]
 
-    def __init__(self, student: nn.Module) -> None:
-        super().__init__()
-        self.student = student
+
+@TRAINING_FRAMEWORKS.register("HML")
+class HMLFramework(TrainingFramework):
+    """Hierarchical Memory Learning: stages over the predicate tree's layers, with CR and MR after the first.
+
+    ``stage_terms`` is set by the stage runner for stages k > 1 and cleared after each;
+    ``result`` holds the last run's ``HMLResult``.
+    """
+
+    claims = frozenset({"stages", "class_weights"})
+
+    def __init__(self, settings: HMLSettings) -> None:
+        self.settings = settings
         self.stage_terms: Optional[StageTerms] = None
-        self.register_state_dict_post_hook(_hide_student_level)
-        self.register_load_state_dict_pre_hook(_restore_student_level)
+        self.result: Optional[Any] = None
 
     @classmethod
-    def from_config(cls, cfg, in_channels: int, statistics: Mapping[str, Any]) -> "HMLPredictor":
-        """Wrap the predictor named by MODEL.ROI_RELATION_HEAD.PREDICTOR."""
-        name = cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR
-        inner = ROI_RELATION_PREDICTOR[name]
-        if inner is cls:
-            raise ValueError("MODEL.ROI_RELATION_HEAD.PREDICTOR must name the predictor HML trains, not HMLPredictor")
-        return cls(inner.from_config(cfg, in_channels, statistics))
+    def from_config(cls, cfg, statistics: Mapping[str, Any]) -> "HMLFramework":
+        return cls(HMLSettings.from_config(cfg))
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.student(*args, **kwargs)
+    def relation_losses(self, batch: RelationBatch, losses: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The head's losses plus the current stage's CR and MR terms (none in stage 1)."""
+        if self.stage_terms is not None:
+            losses.update(self.stage_terms(batch))
+        return losses
 
-    def attach(self, stage_terms: Optional[StageTerms]) -> None:
-        """Use ``stage_terms`` for the next training batches (None: plain training, as in stage 1)."""
-        self.stage_terms = stage_terms
-
-    def batch_losses(self, batch: RelationBatch) -> Dict[str, torch.Tensor]:
-        """The attached stage's CR and MR terms (training only)."""
-        if not self.training or self.stage_terms is None:
-            return {}
-        return self.stage_terms(batch)
-
-    def named_student_parameters(self, prefixes: Sequence[str]) -> list:
-        """The student's parameters whose names (relative to the predictor) start with one of ``prefixes``."""
-        return [(n, p) for n, p in self.student.named_parameters() if n.startswith(tuple(prefixes))]
-
-
-def _hide_student_level(module: nn.Module, state_dict: Dict[str, Any], prefix: str, local_metadata: Any) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix + STUDENT)]:
-        state_dict[prefix + key[len(prefix) + len(STUDENT):]] = state_dict.pop(key)
-
-
-def _restore_student_level(module: nn.Module, state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + STUDENT)]:
-        state_dict[prefix + STUDENT + key[len(prefix):]] = state_dict.pop(key)
-
-
-ROI_RELATION_PREDICTOR.register("HMLPredictor", HMLPredictor)
+    def run(self, runner: FrameworkRunner) -> nn.Module:
+        from .stages import run_stages
+        self.result = run_stages(self, runner)
+        return self.result.model

@@ -1,5 +1,6 @@
-"""HML's stage losses (HML.md sections 5-6): class-balanced CE weights, Concept Reconstruction,
-and the weights alpha / beta that combine them with Model Reconstruction.
+"""HML's stage losses (HML.md sections 5-6): Concept Reconstruction, and the weights alpha / beta
+that combine it and Model Reconstruction with the stage's class-balanced CE (whose weights,
+``class_balanced_weights``, live with the benchmark's relation loss).
 
 Both the paper's definitions and the authors' released behaviour ("official") are here, so
 the stage runner only chooses between them.
@@ -11,30 +12,10 @@ from typing import Iterable, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from maskrcnn_benchmark.modeling.roi_heads.relation_head.loss import class_balanced_weights
 
-def class_balanced_weights(counts: torch.Tensor, stage_classes: Iterable[int], gamma: float,
-                           background_weight: float = 1.0) -> torch.Tensor:
-    """Per-class CE weights of Cui et al. (CVPR 2019) for one stage, over all predicate ids.
-
-    ``counts[i]`` is the number of training relations of predicate ``i`` in the stage's
-    images (index 0 = background, ignored). A stage class gets
-    ``(1 - gamma) / (1 - gamma ** n_i)`` (``n_i`` at least 1), and the stage classes'
-    weights are rescaled to mean 1 so the loss scale does not depend on gamma; classes
-    outside the stage get 0 (they never occur as labels in layer-pure images), and the
-    background gets ``background_weight`` on the same scale (1.0 = an average class).
-    """
-    if not 0.0 <= gamma < 1.0:
-        raise ValueError(f"gamma must be in [0, 1), got {gamma}")
-    counts = torch.as_tensor(counts, dtype=torch.float64)
-    classes = torch.as_tensor(sorted(set(int(c) for c in stage_classes)), dtype=torch.long)
-    if classes.numel() == 0 or int(classes.min()) < 1 or int(classes.max()) >= counts.numel():
-        raise ValueError(f"stage classes must be predicate ids in 1..{counts.numel() - 1}, got {classes.tolist()}")
-    effective = 1.0 - torch.pow(torch.tensor(gamma, dtype=torch.float64), counts[classes].clamp(min=1.0))
-    raw = (1.0 - gamma) / effective
-    weights = torch.zeros_like(counts)
-    weights[classes] = raw / raw.mean()
-    weights[0] = background_weight
-    return weights.float()
+__all__ = ["class_balanced_weights", "concept_reconstruction_loss", "official_concept_reconstruction_loss",
+           "stage_loss_weights"]
 
 
 def stage_loss_weights(num_old: int, num_new: int, lam: float) -> Tuple[float, float]:

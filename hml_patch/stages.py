@@ -26,7 +26,8 @@ import torch
 
 from maskrcnn_benchmark.data.build import build_dataset, get_dataset_statistics
 from maskrcnn_benchmark.engine.defaults import RunContext
-from maskrcnn_benchmark.engine.relation_train import build_relation_model, train_relation_model
+from maskrcnn_benchmark.engine.framework import FrameworkRunner, build_frameworks
+from maskrcnn_benchmark.engine.relation_train import build_relation_model
 from maskrcnn_benchmark.engine.trainer import StepOutcome, TrainHook
 from maskrcnn_benchmark.utils.atomic_io import atomic_path
 from maskrcnn_benchmark.utils.checkpoint import load_checkpoint_file
@@ -39,7 +40,7 @@ from .layer_pure import LayerPureFilter, image_predicates, layer_pure_indices
 from .losses import class_balanced_weights, concept_reconstruction_loss, official_concept_reconstruction_loss
 from .losses import stage_loss_weights
 from .official import official_class_weights, official_layer_lists
-from .predictor import HMLPredictor, StageTerms
+from .framework import HMLFramework, StageTerms, mr_parameters
 from .teacher import PAIR_INDEPENDENT_PREDICTORS, RelationTeacher, TeacherLogitCache
 from .tree import PredicateTree, build_tree, build_tree_from_lists
 from .word_vectors import load_name_vectors
@@ -194,13 +195,20 @@ class HMLResult:
 
 
 def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResult:
-    """Train every HML stage (resuming where OUTPUT_DIR left off).
-
-    ``hooks`` run inside every iteration of every stage, after HML's own.
-    """
-    settings = HMLSettings.from_config(cfg)
-    if not cfg.MODEL.ROI_RELATION_HEAD.HML:
+    """Train every HML stage (resuming where OUTPUT_DIR left off), with the other frameworks the
+    config stacks on HML; ``hooks`` run inside every iteration of every stage, after HML's own."""
+    if not cfg.MODEL.ROI_RELATION_HEAD.HML and "HML" not in cfg.MODEL.ROI_RELATION_HEAD.FRAMEWORKS:
         raise ValueError("train_hml needs MODEL.ROI_RELATION_HEAD.HML True")
+    frameworks = build_frameworks(cfg)
+    hml = next(f for f in frameworks if isinstance(f, HMLFramework))
+    FrameworkRunner(cfg, ctx, frameworks, hooks).run()
+    return hml.result
+
+
+def run_stages(framework: HMLFramework, runner: FrameworkRunner) -> HMLResult:
+    """HML's plan: one freshly built model per stage, each trained by ``runner`` (with the stacked
+    frameworks' hooks and state), the stage k-1 model as stage k's teacher."""
+    cfg, ctx, settings = runner.cfg, runner.ctx, framework.settings
     statistics = get_dataset_statistics(cfg)
     train_counts = train_predicate_counts(statistics)
     tree = load_tree(settings, ["__background__"] + list(statistics["rel_classes"][1:]), train_counts)
@@ -218,18 +226,16 @@ def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResul
         stage_dir = os.path.join(cfg.OUTPUT_DIR, f"stage{stage}")
         plan = StagePlan(settings, tree, stage, datasets)
         seed_all(settings.seed + stage)
-        previous_predictor = model.roi_heads.relation.predictor.student if model is not None else None
+        previous_predictor = model.roi_heads.relation.predictor if model is not None else None
         model = None  # free the previous stage's model before building the next one
         model = build_relation_model(stage_cfg, ctx)
         head = model.roi_heads.relation
         predictor = head.predictor
-        if not isinstance(predictor, HMLPredictor):
-            raise TypeError("the relation predictor is not wrapped by HMLPredictor (MODEL.ROI_RELATION_HEAD.HML)")
         if settings.init_from_previous and previous_predictor is not None:
-            predictor.student.load_state_dict(previous_predictor.state_dict())
+            predictor.load_state_dict(previous_predictor.state_dict())
         previous_predictor = None
         head.loss_evaluator.rel_class_weights = plan.class_weights
-        named = predictor.named_student_parameters(settings.param_filter)
+        named = mr_parameters(predictor, settings.param_filter)
         if importance is None:
             importance = ImportanceState(named, **settings.importance_kwargs())
         else:
@@ -237,8 +243,8 @@ def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResul
         teacher_logits = None
         if teacher is not None:
             teacher_logits = teacher_source(teacher, settings, cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR, ctx.logger)
-            predictor.attach(StageTerms(teacher_logits, plan.cr_loss(), plan.cr_weight, importance,
-                                        plan.mr_weight, plan.mr_distance))
+            framework.stage_terms = StageTerms(teacher_logits, plan.cr_loss(), plan.cr_weight, importance,
+                                               plan.mr_weight, plan.mr_distance)
         ctx.logger.info("HML stage %d of %d: %d predicates (%d old), %d of %d images, %d iterations, "
                         "CR weight %.4g, MR weight %.4g", stage, num_stages, len(plan.new_classes),
                         len(plan.old_classes), plan.images_kept, plan.images_total, iterations,
@@ -253,10 +259,9 @@ def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResul
                 reports.append(json.load(f))
         else:
             losses = LossWindow()
-            train_relation_model(stage_cfg, ctx, output_dir=stage_dir, model=model,
-                                 index_filter=plan.layer_filter,
-                                 hooks=[ImportanceHook(importance), losses, *hooks],
-                                 extra_state={IMPORTANCE_STATE_KEY: importance, LOSS_WINDOW_KEY: losses})
+            runner.train(stage_cfg, model=model, output_dir=stage_dir, index_filter=plan.layer_filter,
+                         hooks=[ImportanceHook(importance), losses],
+                         extra_state={IMPORTANCE_STATE_KEY: importance, LOSS_WINDOW_KEY: losses})
             importance_stats = importance.finalize_stage()
             report = plan.report(tree, train_counts, iterations)
             report.update(final_losses=losses.medians(), importance=importance_stats,
@@ -267,7 +272,7 @@ def train_hml(cfg, ctx: RunContext, hooks: Sequence[TrainHook] = ()) -> HMLResul
                                            "mib": round(teacher_logits.num_bytes / 2 ** 20, 2)}
             _finish_stage(stage_dir, importance, report)
             reports.append(report)
-        predictor.attach(None)
+        framework.stage_terms = None
         teacher = RelationTeacher.from_head(head)
     _tag_final_model(cfg.OUTPUT_DIR, num_stages)
     return HMLResult(model, importance, reports)

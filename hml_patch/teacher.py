@@ -31,7 +31,7 @@ from maskrcnn_benchmark.structures.bounding_box import BoxList
 
 
 class RelationTeacher(nn.Module):
-    """Frozen copies of a relation head's feature extractors and predictor (``student`` level if wrapped)."""
+    """Frozen copies of a relation head's feature extractors and predictor."""
 
     def __init__(self, box_feature_extractor: nn.Module, union_feature_extractor: Optional[nn.Module],
                  predictor: nn.Module) -> None:
@@ -45,9 +45,8 @@ class RelationTeacher(nn.Module):
     @classmethod
     def from_head(cls, head: ROIRelationHead) -> "RelationTeacher":
         """A detached deep copy of ``head``'s trained parts (the head itself is left untouched)."""
-        predictor = getattr(head.predictor, "student", head.predictor)
         union = head.union_feature_extractor if head.uses_union_features else None
-        return cls(copy.deepcopy(head.box_feature_extractor), copy.deepcopy(union), copy.deepcopy(predictor))
+        return cls(copy.deepcopy(head.box_feature_extractor), copy.deepcopy(union), copy.deepcopy(head.predictor))
 
     @torch.no_grad()
     def forward(self, batch: RelationBatch) -> Tuple[torch.Tensor, ...]:

@@ -9,7 +9,7 @@ from hml_patch.losses import (class_balanced_weights, concept_reconstruction_los
 
 def test_class_balanced_weights_follow_the_formula():
     counts = torch.tensor([999, 100, 10, 0, 1, 50])
-    weights = class_balanced_weights(counts, stage_classes=[1, 2, 4], gamma=0.9, background_weight=0.5)
+    weights = class_balanced_weights(counts, classes=[1, 2, 4], gamma=0.9, background_weight=0.5)
     raw = {c: (1 - 0.9) / (1 - 0.9 ** n) for c, n in ((1, 100), (2, 10), (4, 1))}
     mean = sum(raw.values()) / 3
     expected = torch.tensor([0.5, raw[1] / mean, raw[2] / mean, 0.0, raw[4] / mean, 0.0])

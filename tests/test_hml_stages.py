@@ -14,17 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-import hml_patch  # noqa: F401  (the HML config group and predictor, before any config is loaded)
+import hml_patch  # noqa: F401  (the HML config group and framework, before any config is loaded)
 from hml_patch.config import DEFAULT_PARAM_FILTER, HMLSettings
 from hml_patch.importance import ImportanceState
+from hml_patch.framework import HMLFramework, StageTerms, mr_parameters
 from hml_patch.losses import class_balanced_weights, concept_reconstruction_loss
-from hml_patch.predictor import HMLPredictor, StageTerms
 from hml_patch.stages import (IMPORTANCE_FINAL, STAGE_REPORT, StagePlan, load_tree, stage_config, teacher_source,
                               train_hml)
 from hml_patch.teacher import RelationTeacher, TeacherLogitCache
 from maskrcnn_benchmark.data import make_data_loader
 from maskrcnn_benchmark.data.build import build_dataset
 from maskrcnn_benchmark.engine.defaults import load_config, setup
+from maskrcnn_benchmark.engine.framework import attach_frameworks
 from maskrcnn_benchmark.engine.relation_train import freeze_detector
 from maskrcnn_benchmark.engine.trainer import TrainHook
 from maskrcnn_benchmark.modeling.detector import build_detection_model
@@ -339,38 +340,34 @@ def _build(cfg, seed=0):
     return model
 
 
-def test_hml_predictor_keeps_the_wrapped_names(unit_cfg):
+def test_hml_model_has_the_plain_keys(unit_cfg):
+    """HML trains the configured predictor itself: its checkpoints fit a plain model both ways."""
     hml = _build(unit_cfg)
     plain = _build(_with(unit_cfg, "MODEL.ROI_RELATION_HEAD.HML", False), seed=1)
-    wrapper = hml.roi_heads.relation.predictor
-    assert isinstance(wrapper, HMLPredictor)
-    assert type(wrapper.student) is type(plain.roi_heads.relation.predictor)
-    assert list(wrapper.state_dict()) == list(wrapper.student.state_dict()) == \
-           list(plain.roi_heads.relation.predictor.state_dict())
+    assert type(hml.roi_heads.relation.predictor) is type(plain.roi_heads.relation.predictor)
     assert list(hml.state_dict()) == list(plain.state_dict())
-
-    hml.load_state_dict(plain.state_dict())  # strict: a plain checkpoint fits the wrapped model
+    hml.load_state_dict(plain.state_dict())  # strict both ways
     assert_same(hml.state_dict(), plain.state_dict(), "loaded")
     fresh = _build(_with(unit_cfg, "MODEL.ROI_RELATION_HEAD.HML", False), seed=2)
-    fresh.load_state_dict(hml.state_dict())  # and back
+    fresh.load_state_dict(hml.state_dict())
     assert_same(fresh.state_dict(), plain.state_dict(), "reloaded")
 
 
 def _captured_batch(cfg, model):
     """(batch, images, targets): one training batch of ``cfg``'s loader, and the ``RelationBatch``
-    the relation head hands to ``batch_losses`` for it."""
+    the relation head hands to the frameworks' loss hooks for it."""
     class Capture:
         batch = None
 
-        def __call__(self, batch):
+        def __call__(self, batch, losses):
             Capture.batch = batch
-            return {}
+            return losses
 
-    predictor = model.roi_heads.relation.predictor
-    predictor.attach(Capture())
+    head = model.roi_heads.relation
+    head.loss_hooks = [Capture()]
     images, targets, _ = next(iter(make_data_loader(cfg, "train")))
     model(images, targets)
-    predictor.attach(None)
+    head.loss_hooks = []
     return Capture.batch, images, targets
 
 
@@ -386,7 +383,7 @@ def test_stage_terms_cr_and_mr(unit_cfg):
     student = torch.cat(list(batch.rel_logits))
     assert student.requires_grad and student.shape[0] > 0
 
-    importance = ImportanceState(predictor.named_student_parameters(DEFAULT_PARAM_FILTER))
+    importance = ImportanceState(mr_parameters(predictor, DEFAULT_PARAM_FILTER))
     importance.finalize_stage()  # parent = the current parameters: MR is 0
     old = [1, 4, 7]
     teacher = RelationTeacher.from_head(head)
@@ -405,14 +402,16 @@ def test_stage_terms_cr_and_mr(unit_cfg):
     assert differ["loss_cr"].item() > 1e-6
     assert torch.allclose(differ["loss_cr"], expected, rtol=1e-6, atol=0)
     differ["loss_cr"].backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in predictor.student.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in predictor.parameters())
     assert all(p.grad is None for p in teacher.parameters())
 
-    # Attached, the head adds both terms to the training losses; detached or in eval, none.
-    predictor.attach(terms)
+    # Set on the attached framework, the head adds both terms to the training losses; unset, none.
+    framework = HMLFramework(HMLSettings.from_config(unit_cfg))
+    attach_frameworks(model, [framework])
+    framework.stage_terms = terms
     losses = model(images, targets)
     assert {"loss_cr", "loss_mr"} <= set(losses) and losses["loss_cr"].item() > 0
-    predictor.attach(None)
+    framework.stage_terms = None
     assert not {"loss_cr", "loss_mr"} & set(model(images, targets))
 
 

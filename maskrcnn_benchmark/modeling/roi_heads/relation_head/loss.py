@@ -1,7 +1,7 @@
 """Relation and object-refinement losses of the relation head (REFERENCE 3.10)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,46 @@ def label_smoothing_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ep
     target = torch.full_like(logits, epsilon / (num_classes - 1))
     target.scatter_(1, labels[:, None], 1.0 - epsilon)
     return -(F.log_softmax(logits, dim=-1) * target).sum(dim=-1).mean()
+
+
+def class_balanced_weights(counts: torch.Tensor, classes: Iterable[int], gamma: float,
+                           background_weight: float = 1.0) -> torch.Tensor:
+    """Per-class CE weights of Cui et al. (CVPR 2019) over all predicate ids.
+
+    ``counts[i]`` is the number of training relations of predicate ``i`` (index 0 =
+    background, ignored). A class of ``classes`` gets ``(1 - gamma) / (1 - gamma ** n_i)``
+    (``n_i`` at least 1), and those weights are rescaled to mean 1 so the loss scale does
+    not depend on gamma; other classes get 0 (e.g. the predicates outside an HML stage,
+    which never occur as labels in its images), and the background gets
+    ``background_weight`` on the same scale (1.0 = an average class).
+    """
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma must be in [0, 1), got {gamma}")
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    classes = torch.as_tensor(sorted(set(int(c) for c in classes)), dtype=torch.long)
+    if classes.numel() == 0 or int(classes.min()) < 1 or int(classes.max()) >= counts.numel():
+        raise ValueError(f"classes must be predicate ids in 1..{counts.numel() - 1}, got {classes.tolist()}")
+    effective = 1.0 - torch.pow(torch.tensor(gamma, dtype=torch.float64), counts[classes].clamp(min=1.0))
+    raw = (1.0 - gamma) / effective
+    weights = torch.zeros_like(counts)
+    weights[classes] = raw / raw.mean()
+    weights[0] = background_weight
+    return weights.float()
+
+
+def inverse_frequency_weights(counts: torch.Tensor, classes: Iterable[int], background_weight: float = 1.0
+                              ) -> torch.Tensor:
+    """Per-class CE weights ``1 / n_i`` (``n_i`` at least 1) over all predicate ids, rescaled to mean 1
+    over ``classes``; other classes 0, background ``background_weight`` on the same scale."""
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    classes = torch.as_tensor(sorted(set(int(c) for c in classes)), dtype=torch.long)
+    if classes.numel() == 0 or int(classes.min()) < 1 or int(classes.max()) >= counts.numel():
+        raise ValueError(f"classes must be predicate ids in 1..{counts.numel() - 1}, got {classes.tolist()}")
+    raw = 1.0 / counts[classes].clamp(min=1.0)
+    weights = torch.zeros_like(counts)
+    weights[classes] = raw / raw.mean()
+    weights[0] = background_weight
+    return weights.float()
 
 
 class RelationLossComputation:

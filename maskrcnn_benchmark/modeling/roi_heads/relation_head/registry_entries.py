@@ -14,19 +14,8 @@ for _predictor in (MotifPredictor, VCTreePredictor, TransformerPredictor, IMPPre
     ROI_RELATION_PREDICTOR.register(_predictor.__name__, _predictor)
 
 
-# The training-framework wrapper that MODEL.ROI_RELATION_HEAD.HML puts around PREDICTOR;
-# the hml_patch package registers it.
-HML_WRAPPER = "HMLPredictor"
-
 
 def make_roi_relation_predictor(cfg, in_channels: int, statistics: Mapping[str, Any]) -> nn.Module:
-    """The predictor named by MODEL.ROI_RELATION_HEAD.PREDICTOR (inside the HML wrapper when
-    MODEL.ROI_RELATION_HEAD.HML), built from the config and the dataset statistics
-    (``obj_classes``, ``rel_classes``, ``pred_dist``)."""
-    name = cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR
-    if cfg.MODEL.ROI_RELATION_HEAD.HML:
-        if HML_WRAPPER not in ROI_RELATION_PREDICTOR:
-            raise KeyError("MODEL.ROI_RELATION_HEAD.HML is True but the HML predictor is not registered: "
-                           "import hml_patch first (the tools do)")
-        name = HML_WRAPPER
-    return ROI_RELATION_PREDICTOR[name].from_config(cfg, in_channels, statistics)
+    """The predictor named by MODEL.ROI_RELATION_HEAD.PREDICTOR, built from the config and the
+    dataset statistics (``obj_classes``, ``rel_classes``, ``pred_dist``)."""
+    return ROI_RELATION_PREDICTOR[cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR].from_config(cfg, in_channels, statistics)

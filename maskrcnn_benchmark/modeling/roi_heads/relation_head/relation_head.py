@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -22,7 +22,9 @@ from .sampling import RelationSampler, sample_pairs
 @dataclass
 class RelationBatch:
     """One training batch as the relation head saw it: the detector's feature maps, the
-    proposals, the sampled pairs with their labels, and the predictor's logits (per image)."""
+    proposals, the sampled pairs with their labels, the predictor's logits (per image),
+    and the box and union features the predictor was given (concatenated over images;
+    union features None when the predictor uses none)."""
 
     features: Sequence[torch.Tensor]
     proposals: Sequence[BoxList]
@@ -31,6 +33,8 @@ class RelationBatch:
     rel_binarys: Sequence[torch.Tensor]
     obj_logits: Sequence[torch.Tensor]
     rel_logits: Sequence[torch.Tensor]
+    roi_features: Optional[torch.Tensor] = None
+    union_features: Optional[torch.Tensor] = None
 
 
 class ROIRelationHead(nn.Module):
@@ -42,11 +46,13 @@ class ROIRelationHead(nn.Module):
         box_feature_extractor: one feature vector per object box.
         predictor: ``(proposals, rel_pair_idxs, rel_labels, rel_binarys, roi_features,
             union_features, logger) -> (obj_logits, rel_logits, extra_losses)``, per image.
-            A predictor whose losses need the whole batch (e.g. another model scoring the
-            same pairs) may define ``batch_losses(batch: RelationBatch) -> dict``; its terms
-            are added to the training losses.
         sampler, loss_evaluator, post_processor: the plain objects that choose pairs,
             compute the losses and build the output BoxLists.
+
+    Training frameworks (``maskrcnn_benchmark.engine.framework``) reach the head through
+    ``loss_hooks`` (each ``(RelationBatch, losses) -> losses``, applied in order to the
+    training losses) and ``framework_modules`` (their trainable modules, by framework
+    name; empty for a plain model, so checkpoints keep the benchmark's keys).
     """
 
     def __init__(self, union_feature_extractor: Optional[nn.Module], box_feature_extractor: nn.Module,
@@ -60,6 +66,8 @@ class ROIRelationHead(nn.Module):
         self.sampler = sampler
         self.loss_evaluator = loss_evaluator
         self.post_processor = post_processor
+        self.framework_modules = nn.ModuleDict()
+        self.loss_hooks: List[Callable[[RelationBatch, Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]] = []
 
     @property
     def uses_union_features(self) -> bool:
@@ -81,10 +89,11 @@ class ROIRelationHead(nn.Module):
         loss_rel, loss_refine_obj = self.loss_evaluator(proposals, rel_labels, rel_logits, obj_logits)
         losses = {"loss_rel": loss_rel, "loss_refine_obj": loss_refine_obj}
         losses.update(extra_losses)
-        batch_losses = getattr(self.predictor, "batch_losses", None)
-        if batch_losses is not None:
-            losses.update(batch_losses(RelationBatch(features, proposals, rel_pair_idxs, rel_labels, rel_binarys,
-                                                     obj_logits, rel_logits)))
+        if self.loss_hooks:
+            batch = RelationBatch(features, proposals, rel_pair_idxs, rel_labels, rel_binarys, obj_logits,
+                                  rel_logits, roi_features, union_features)
+            for hook in self.loss_hooks:
+                losses = hook(batch, losses)
         return roi_features, list(proposals), losses
 
 
