@@ -1,4 +1,4 @@
-"""Installs the packages `maskrcnn_benchmark` and `hml_patch`, and builds `hml_patch._C`.
+"""Installs the packages `maskrcnn_benchmark`, `hml_patch` and `training_frameworks`, and builds `hml_patch._C`.
 
 `hml_patch._C` holds HML's fused importance kernels: the OpenMP CPU code always, the CUDA
 code when nvcc and a target architecture are present (rules and flags in
@@ -55,7 +55,7 @@ setup(
     name="maskrcnn_benchmark",
     version="0.1.0",
     description="Scene graph generation on PyTorch 2.x with the Scene-Graph-Benchmark's layout, and HML built in",
-    packages=find_packages(include=("maskrcnn_benchmark*", "hml_patch*")),
+    packages=find_packages(include=("maskrcnn_benchmark*", "hml_patch*", "training_frameworks*")),
     package_data={"hml_patch": ["official_constants.json"]},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "torchvision", "yacs", "numpy", "h5py", "tqdm", "pillow"],

@@ -197,8 +197,11 @@ _C.MODEL.ROI_RELATION_HEAD.ADD_GTBOX_TO_PROPOSAL_IN_TRAIN = False
 # Predicate proportions: the benchmark builds a weight from them that it never uses.
 # Kept (empty) so YAML files that set it still load.
 _C.MODEL.ROI_RELATION_HEAD.REL_PROP = []
-# Train with Hierarchical Memory Learning around PREDICTOR (needs the hml_patch package;
-# its settings form the top-level HML group that hml_patch adds).
+# Training frameworks to train the relation head with, by registered name, stacked in order
+# (maskrcnn_benchmark/engine/framework.py; packages such as hml_patch register them when imported).
+_C.MODEL.ROI_RELATION_HEAD.FRAMEWORKS = []
+# Train with Hierarchical Memory Learning (the "HML" framework of hml_patch; its settings form the
+# top-level HML group that hml_patch adds). Same as listing "HML" in FRAMEWORKS.
 _C.MODEL.ROI_RELATION_HEAD.HML = False
 
 _C.MODEL.ROI_RELATION_HEAD.TRANSFORMER = CN()

@@ -1,0 +1,9 @@
+"""Training frameworks for the relation head other than HML (which lives in ``hml_patch``).
+
+One folder per framework; importing this package registers each of them in the
+benchmark's ``TRAINING_FRAMEWORKS`` registry and adds its config group to the
+project's default config. Select them with ``MODEL.ROI_RELATION_HEAD.FRAMEWORKS``.
+
+- ``reweighting``: class-balanced CE (Cui et al., effective number) and inverse-frequency CE.
+"""
+from . import reweighting  # noqa: F401
