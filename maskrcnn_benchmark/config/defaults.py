@@ -297,6 +297,37 @@ _C.TEST.RELATION.PREDICATE_TREE = ""
 _C.TEST.RELATION.GRADED_HR_WEIGHTS = (0.5, 0.5)
 
 # ---------------------------------------------------------------------------
+# PSG_CLS: the CE7454 image-level relation classification (tools/psg_cls_*.py)
+# ---------------------------------------------------------------------------
+_C.PSG_CLS = CN()
+# The CE7454 data file, relative to DATASETS.DATA_DIR (OpenPSG's data/ layout).
+_C.PSG_CLS.DATA_FILE = "psg/psg_cls_basic.json"
+# The COCO root that the file's file_name entries are relative to, under DATASETS.DATA_DIR.
+_C.PSG_CLS.IMG_DIR = "coco"
+# torchvision classifier: "resnet18" or "resnet50" (fc replaced by 56 outputs).
+_C.PSG_CLS.ARCH = "resnet50"
+# torchvision state dict of the backbone (e.g. ImageNet weights); "" = random initialisation.
+_C.PSG_CLS.WEIGHTS = ""
+# Images are resized to INPUT_SIZE x INPUT_SIZE.
+_C.PSG_CLS.INPUT_SIZE = 224
+# The starter kit's schedule: 36 epochs of batch 16, SGD-Nesterov, cosine to MIN_LR per step.
+_C.PSG_CLS.EPOCHS = 36
+_C.PSG_CLS.BATCH_SIZE = 16
+_C.PSG_CLS.BASE_LR = 1e-3
+_C.PSG_CLS.MIN_LR = 1e-6
+_C.PSG_CLS.MOMENTUM = 0.9
+_C.PSG_CLS.WEIGHT_DECAY = 5e-4
+# Where the imbalance tricks' class lists come from: "rule" (from the training split's
+# image counts, the report's list sizes) or "report" (the report's fixed real-PSG ids).
+_C.PSG_CLS.CLASS_LISTS = "rule"
+# BCE weight of the low-frequency classes (1.0 = plain BCE; the report uses 1.2).
+_C.PSG_CLS.LOW_FREQ_WEIGHT = 1.0
+# The report's under/over-sampling of training images instead of a plain permutation.
+_C.PSG_CLS.BALANCED_SAMPLER = False
+# Probability multiplier of the rare classes before the top 3 (1.0 = none; the report uses 1.1).
+_C.PSG_CLS.RARE_MULTIPLIER = 1.0
+
+# ---------------------------------------------------------------------------
 # Misc
 # ---------------------------------------------------------------------------
 _C.OUTPUT_DIR = "."
