@@ -1,7 +1,7 @@
 """Relation post-processor: from logits to the scored, sorted scene graph (REFERENCE 3.11)."""
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Callable, List, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,17 +54,27 @@ def obj_prediction_nms(boxes_per_cls: torch.Tensor, obj_logits: torch.Tensor, nm
     return labels
 
 
+def softmax_scores(rel_logit: torch.Tensor) -> torch.Tensor:
+    """The benchmark's relation scores: the softmax of the logits."""
+    return F.softmax(rel_logit, dim=-1)
+
+
 class RelationPostProcessor:
     """Turns relation and object logits into the benchmark's output BoxLists.
 
     Args:
         use_gt_box: proposals are GT boxes (PredCls / SGCls): boxes stay as they are.
         later_nms_pred_thres: SGDet IoU threshold of :func:`obj_prediction_nms`.
+
+    ``relation_scores`` maps one image's ``[R, C_rel]`` logits to its score vectors
+    (default :func:`softmax_scores`); the label is the argmax over columns 1.. and the
+    relation's rank score their max, times both object scores.
     """
 
     def __init__(self, use_gt_box: bool, later_nms_pred_thres: float) -> None:
         self.use_gt_box = use_gt_box
         self.later_nms_pred_thres = later_nms_pred_thres
+        self.relation_scores: Callable[[torch.Tensor], torch.Tensor] = softmax_scores
 
     @classmethod
     def from_config(cls, cfg) -> "RelationPostProcessor":
@@ -94,7 +104,7 @@ class RelationPostProcessor:
         result.add_field("pred_labels", obj_labels)
         result.add_field("pred_scores", obj_scores)
 
-        rel_probs = F.softmax(rel_logit, dim=-1)
+        rel_probs = self.relation_scores(rel_logit)
         rel_scores, rel_labels = rel_probs[:, 1:].max(dim=1)
         triple_scores = rel_scores * obj_scores[pairs[:, 0]] * obj_scores[pairs[:, 1]]
         order = torch.sort(triple_scores, descending=True, stable=True).indices
