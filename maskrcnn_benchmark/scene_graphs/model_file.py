@@ -159,7 +159,12 @@ class SceneGraphModel:
 
 
 def build_model_from_entry(entry: Mapping[str, Any], cfg) -> torch.nn.Module:
-    """The detection model of ``cfg`` built from ``entry``'s statistics and word vectors (no dataset files)."""
+    """The detection model of ``cfg`` built from ``entry``'s statistics and word vectors (no dataset
+    files), with the training frameworks of the config prepared on it as for testing."""
+    # Imported here: the framework module imports relation training, which imports this module.
+    from maskrcnn_benchmark.engine.framework import attach_frameworks, build_frameworks
+
+    statistics = statistics_from_entry(entry)
     with tempfile.TemporaryDirectory(prefix="sgg_model_") as tmp:
         vectors_file = os.path.join(tmp, "class_word_vectors.pt")
         _write_word_vector_cache(entry["word_vectors"], vectors_file)
@@ -167,7 +172,9 @@ def build_model_from_entry(entry: Mapping[str, Any], cfg) -> torch.nn.Module:
         build_cfg.defrost()
         build_cfg.GLOVE_DIR = vectors_file
         build_cfg.freeze()
-        return build_detection_model(build_cfg, statistics_from_entry(entry))
+        model = build_detection_model(build_cfg, statistics)
+    attach_frameworks(model, build_frameworks(cfg, statistics))
+    return model
 
 
 @dataclass
