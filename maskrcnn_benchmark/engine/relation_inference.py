@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from maskrcnn_benchmark.data.build import get_dataset_statistics
-from maskrcnn_benchmark.data.datasets.evaluation.vg import build_sgg_evaluator
+from maskrcnn_benchmark.data.datasets.evaluation.psg_evaluator import build_relation_evaluator
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.utils.atomic_io import atomic_path
 from maskrcnn_benchmark.utils.comm import broadcast_from_main, get_world_size, is_main_process
@@ -95,7 +95,7 @@ def relation_inference(cfg, model: torch.nn.Module, data_loader: Any, dataset_na
     logger = logger or logging.getLogger("maskrcnn_benchmark.inference")
     dataset = data_loader.dataset
     train_counts = torch.as_tensor(get_dataset_statistics(cfg)["fg_matrix"]).sum(dim=(0, 1)).tolist()
-    evaluator = build_sgg_evaluator(cfg, dataset, train_predicate_counts=train_counts)
+    evaluator = build_relation_evaluator(cfg, dataset, train_predicate_counts=train_counts)
     save_predictions = bool(cfg.TEST.SAVE_PREDICTIONS) and output_folder is not None
     kept: Dict[int, Any] = {}  # image index -> (compact prediction, visual_info entry)
 

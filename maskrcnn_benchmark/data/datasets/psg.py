@@ -161,6 +161,7 @@ class PSGDataset(torch.utils.data.Dataset):
         self.ind_to_attributes: List[str] = []
         self.categories = dict(enumerate(self.ind_to_classes))
         self.records = select_records(psg, split, filter_empty_rels)
+        self.filenames = [os.path.join(img_dir, record["file_name"]) for record in self.records]
         for record in self.records:
             check_record(record, ann_file, len(classes), len(psg["predicate_classes"]))
         self.gt_boxes = [self._boxes(record) for record in self.records]
@@ -198,8 +199,7 @@ class PSGDataset(torch.utils.data.Dataset):
 
     def _load_image(self, index: int) -> Image.Image:
         """Decode image ``index`` as RGB, warning when its size disagrees with the record."""
-        record = self.records[index]
-        path = os.path.join(self.img_dir, record["file_name"])
+        record, path = self.records[index], self.filenames[index]
         try:
             img = Image.open(path).convert("RGB")
         except OSError as err:
