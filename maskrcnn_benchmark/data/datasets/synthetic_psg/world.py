@@ -1,9 +1,11 @@
 """The synthetic PSG world: which classes take part in each of the 56 predicates, and how they look.
 
-Every name is a real PSG class or predicate. Relation type p (one per predicate) has
-its own (subject class, object class) pair, no two types share one, and borrows the
-pair geometry of a synthetic VG relation type, so the predicate is visible in the
-pixels (the CE7454 classifier sees the classes, the relation head also the layout).
+Every name is a real PSG class or predicate. Relation type p (one per predicate) has a
+(subject class, object class) pair that exactly one other type shares (p and p + 28),
+and borrows the pair geometry of a synthetic VG relation type, different for the two:
+the classes narrow a relation down to two predicates, the layout decides between them,
+so a relation head must look at the geometry (a frequency prior alone gets half), and
+an image classifier must see both the objects and how they are placed.
 Objects of some types are stuff (road, snow, grass ...); every image also gets one or
 two large stuff regions (road, snow, building, sky) behind everything.
 """
@@ -50,12 +52,14 @@ def is_thing(category: int) -> bool:
 
 
 def relation_types() -> Tuple[PSGRelationType, ...]:
-    """The 56 types in predicate order; pair (subject s, object (s + 1 + 3 (p // 14)) mod 26) is unique."""
+    """The 56 types in predicate order; q = p mod 28 gives the pair (subject s = q mod 14, object
+    (s + 1 + 3 (q // 14)) mod 26), distinct for every q; the layouts of p and p + 28 differ."""
     objects = SUBJECT_THINGS + OBJECT_ONLY_THINGS + RELATION_STUFF
     types = []
     for p in range(len(PREDICATES)):
-        s = p % len(SUBJECT_THINGS)
-        o = (s + 1 + 3 * (p // len(SUBJECT_THINGS))) % len(objects)
+        q = p % (len(PREDICATES) // 2)
+        s = q % len(SUBJECT_THINGS)
+        o = (s + 1 + 3 * (q // len(SUBJECT_THINGS))) % len(objects)
         layout = LAYOUTS[p % len(LAYOUTS)]
         types.append(PSGRelationType(predicate=p, subject=category_id(SUBJECT_THINGS[s]),
                                      object=category_id(objects[o]), layout=layout,
