@@ -15,14 +15,18 @@ from maskrcnn_benchmark.engine.framework import (TRAINING_FRAMEWORKS, FrameworkR
                                                  check_stackable, framework_names)
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.loss import (class_balanced_weights,
                                                                       inverse_frequency_weights)
-from relation_tool_args import config_file, small_overrides
+from relation_tool_args import REPO, config_file, small_overrides
 from training_frameworks.reweighting import training_counts
 
 PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor", "IMPPredictor")
-# Every single-run framework with the overrides of a 3-iteration run (HML has its own stage tests).
+# Every single-run framework with the overrides of a 3-iteration run (HML has its own stage tests);
+# "Name:variant" runs framework Name with other overrides.
+HIERARCHY_TREE = f"{REPO}/configs/hml/synthetic_vg_hierarchy_tree.json"
 FRAMEWORK_RUNS = {
     "ClassBalancedCE": {},
     "InverseFrequencyCE": {},
+    "HierarchicalLoss:marginal": {"HIER.TREE": HIERARCHY_TREE, "HIER.FORM": "marginal"},
+    "HierarchicalLoss:factorised": {"HIER.TREE": HIERARCHY_TREE, "HIER.FORM": "factorised"},
 }
 
 
@@ -84,11 +88,13 @@ def test_reweighting_weights(synthetic_data_dir, tmp_path):
 def test_every_framework_trains_with_every_predictor(synthetic_data_dir, tmp_path, name, predictor):
     """Three iterations through the benchmark's runner; the framework's losses are finite and the
     relation head's parameters move."""
-    cfg = _cfg(synthetic_data_dir, tmp_path, **{"MODEL.ROI_RELATION_HEAD.FRAMEWORKS": f"['{name}']",
+    framework = name.split(":")[0]
+    cfg = _cfg(synthetic_data_dir, tmp_path, **{"MODEL.ROI_RELATION_HEAD.FRAMEWORKS": f"['{framework}']",
                                                  "MODEL.ROI_RELATION_HEAD.PREDICTOR": predictor,
                                                  "SEED": 0}, **FRAMEWORK_RUNS[name])
     frameworks = build_frameworks(cfg)
-    assert [f.name for f in frameworks] == [name] and isinstance(frameworks[0], TRAINING_FRAMEWORKS[name])
+    assert [f.name for f in frameworks] == [framework]
+    assert isinstance(frameworks[0], TRAINING_FRAMEWORKS[framework])
     torch.manual_seed(0)
     runner = FrameworkRunner(cfg, _ctx(cfg), frameworks)
     model = runner.run()
