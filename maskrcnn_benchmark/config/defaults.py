@@ -59,6 +59,9 @@ _C.DATASETS.TEST = ()
 _C.DATASETS.TO_TEST = None
 # Folder under which the catalog's relative dataset paths are resolved.
 _C.DATASETS.DATA_DIR = "datasets"
+# VG-format training targets also carry "relation_all": every GT predicate of each box pair
+# ((N, N, C) 0/1), for losses that use them all (the benchmark keeps one random predicate per pair).
+_C.DATASETS.KEEP_ALL_PREDICATES = False
 
 # ---------------------------------------------------------------------------
 # DATALOADER

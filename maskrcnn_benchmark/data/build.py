@@ -52,6 +52,8 @@ def dataset_args(cfg, name: str) -> Dict[str, Any]:
         args["filter_empty_rels"] = relation_on
         args["filter_non_overlap"] = (not head.USE_GT_BOX) and relation_on and head.REQUIRE_BOX_OVERLAP
         args["flip_aug"] = cfg.MODEL.FLIP_AUG
+        if cfg.DATASETS.KEEP_ALL_PREDICATES:
+            args["keep_all_predicates"] = True
     elif data["factory"] == "PSGDataset":
         args["filter_empty_rels"] = cfg.MODEL.RELATION_ON
         args["flip_aug"] = cfg.MODEL.FLIP_AUG

@@ -489,6 +489,15 @@ def relation_map(relations: np.ndarray, num_boxes: int) -> torch.Tensor:
     return rel_map
 
 
+def all_predicates_map(relations: np.ndarray, num_boxes: int, num_predicates: int) -> torch.Tensor:
+    """Dense (N, N, P) uint8 map: 1 where predicate p is annotated for (subject, object), over all rows."""
+    rel_map = torch.zeros((num_boxes, num_boxes, num_predicates), dtype=torch.uint8)
+    if len(relations):
+        rows = torch.as_tensor(relations.astype(np.int64))
+        rel_map[rows[:, 0], rows[:, 1], rows[:, 2]] = 1
+    return rel_map
+
+
 class VGDataset(torch.utils.data.Dataset):
     """VG150 images with their scene graphs, item ``(PIL image, BoxList target, index)``.
 
@@ -508,12 +517,16 @@ class VGDataset(torch.utils.data.Dataset):
       ``num_val_im`` instead of a hard-coded 5000 (the same on VG150).
     * Bad files raise ``VGDataError`` naming what is wrong; the 108,073-image
       check is replaced by "one image per h5 row", which is that check on VG150.
+
+    Addition: ``keep_all_predicates`` (train only, off by default) adds the triplet
+    field ``relation_all`` (:func:`all_predicates_map`, before the random pick), for
+    losses that use every GT predicate of a pair; it draws no random numbers.
     """
 
     def __init__(self, split: str, img_dir: str, roidb_file: str, dict_file: str, image_file: str,
                  transforms: Any = None, filter_empty_rels: bool = True, num_im: int = -1,
                  num_val_im: int = 5000, filter_duplicate_rels: bool = True, filter_non_overlap: bool = True,
-                 flip_aug: bool = False) -> None:
+                 flip_aug: bool = False, keep_all_predicates: bool = False) -> None:
         if split not in SPLITS:
             raise VGDataError(f"split should be one of {SPLITS}, got {split!r}")
         self.split = split
@@ -524,6 +537,7 @@ class VGDataset(torch.utils.data.Dataset):
         self.transforms = transforms
         self.num_val_im = num_val_im
         self.flip_aug = flip_aug
+        self.keep_all_predicates = keep_all_predicates and split == "train"
         self.filter_non_overlap = filter_non_overlap and split == "train"
         self.filter_duplicate_rels = filter_duplicate_rels and split == "train"
 
@@ -584,6 +598,9 @@ class VGDataset(torch.utils.data.Dataset):
         target.add_field("labels", torch.tensor(self.gt_classes[index], dtype=torch.int64))
         target.add_field("attributes", torch.tensor(self.gt_attributes[index], dtype=torch.int64))
         relations = self.relationships[index]
+        if self.keep_all_predicates:
+            target.add_field("relation_all", all_predicates_map(relations, len(target), len(self.ind_to_predicates)),
+                             is_triplet=True)
         if self.filter_duplicate_rels:
             relations = sample_one_predicate_per_pair(relations)
         target.add_field("relation", relation_map(relations, len(target)), is_triplet=True)

@@ -24,7 +24,7 @@ class RelationBatch:
     """One training batch as the relation head saw it: the detector's feature maps, the
     proposals, the sampled pairs with their labels, the predictor's logits (per image),
     and the box and union features the predictor was given (concatenated over images;
-    union features None when the predictor uses none)."""
+    union features None when the predictor uses none), and the training targets."""
 
     features: Sequence[torch.Tensor]
     proposals: Sequence[BoxList]
@@ -35,6 +35,7 @@ class RelationBatch:
     rel_logits: Sequence[torch.Tensor]
     roi_features: Optional[torch.Tensor] = None
     union_features: Optional[torch.Tensor] = None
+    targets: Optional[Sequence[BoxList]] = None
 
 
 class ROIRelationHead(nn.Module):
@@ -91,7 +92,7 @@ class ROIRelationHead(nn.Module):
         losses.update(extra_losses)
         if self.loss_hooks:
             batch = RelationBatch(features, proposals, rel_pair_idxs, rel_labels, rel_binarys, obj_logits,
-                                  rel_logits, roi_features, union_features)
+                                  rel_logits, roi_features, union_features, targets)
             for hook in self.loss_hooks:
                 losses = hook(batch, losses)
         return roi_features, list(proposals), losses
