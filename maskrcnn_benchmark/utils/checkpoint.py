@@ -22,6 +22,7 @@ import torch
 
 from .atomic_io import atomic_path
 from .comm import is_main_process
+from .finite import NonFiniteStateError, first_non_finite
 from .model_serialization import LoadReport, load_state_dict
 
 UNSAFE_LOAD_ENV = "SGG_ALLOW_UNSAFE_LOAD"
@@ -30,6 +31,10 @@ LAST_CHECKPOINT = "last_checkpoint"
 
 class CheckpointLoadError(RuntimeError):
     """A checkpoint file could not be read (missing, unsupported or refused by the safe loader)."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (full disk, quota, I/O error); the previous checkpoint is untouched."""
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -107,21 +112,39 @@ class Checkpointer:
         """Write ``<save_dir>/<name>.pth`` and point ``last_checkpoint`` at it; return its path.
 
         Does nothing (returns None) without a save_dir or off the saving process.
+        A floating tensor with NaN / Inf anywhere in the state raises ``NonFiniteStateError``
+        and nothing is written; a failed write (e.g. a full disk) raises ``CheckpointWriteError``
+        and leaves the previous checkpoint and ``last_checkpoint`` as they were.
         """
-        if not self.save_dir or not self.save_to_disk:
-            return None
         data: Dict[str, Any] = {"model": unwrap_model(self.model).state_dict()}
         if self.optimizer is not None:
             data["optimizer"] = self.optimizer.state_dict()
         if self.scheduler is not None and not self.custom_scheduler:
             data["scheduler"] = self.scheduler.state_dict()
         data.update(extra)
+        bad = first_non_finite(data)  # on every process, so that all of them stop together
+        if bad is not None:
+            raise NonFiniteStateError(f"{bad} holds NaN or Inf at iteration {extra.get('iteration', '?')}: "
+                                      f"checkpoint {name} was not written and the previous one is kept")
+        if not self.save_dir or not self.save_to_disk:
+            return None
         save_file = os.path.join(self.save_dir, f"{name}.pth")
         self.logger.info("Saving checkpoint to %s", save_file)
-        with atomic_path(save_file) as tmp:
-            torch.save(data, tmp)
+        try:
+            with atomic_path(save_file) as tmp:
+                torch.save(data, tmp)
+        except OSError as err:
+            raise CheckpointWriteError(err.errno, f"Could not write checkpoint {save_file} ({err}); "
+                                                  f"{self._last_saved()} is intact") from err
         self.tag_last_checkpoint(save_file)
         return save_file
+
+    def _last_saved(self) -> str:
+        """What ``last_checkpoint`` names now, for error messages."""
+        try:
+            return self.get_checkpoint_file() or "no previous checkpoint"
+        except CheckpointLoadError:
+            return "no previous checkpoint"
 
     def tag_last_checkpoint(self, last_filename: str) -> None:
         """Record ``last_filename`` in ``last_checkpoint``, relative to ``save_dir``."""
