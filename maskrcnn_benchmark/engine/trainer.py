@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -25,6 +27,56 @@ AMP_DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloa
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the message names the iteration and the loss terms."""
+
+
+class NonFiniteGradientError(FloatingPointError):
+    """A gradient became NaN or infinite (the loss was finite); the message names the iteration and parameters."""
+
+
+class TrainingPreempted(SystemExit):
+    """SIGTERM arrived: a checkpoint of the current iteration was written and the process exits with status 0.
+
+    A ``SystemExit``, so that nothing after training (evaluation, a next stage) runs; the same
+    command resumes from the checkpoint.
+    """
+
+    def __init__(self, iteration: int) -> None:
+        super().__init__(0)
+        self.iteration = iteration
+
+
+class StopSignal:
+    """While entered, SIGTERM (a cluster scheduler's pre-emption notice) only sets a flag.
+
+    ``requested()`` tells whether any process received it (an all-reduce under torch.distributed, so
+    that every rank stops after the same iteration). Outside the main thread no handler can be
+    installed and the signal keeps its default action.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.received = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def __enter__(self) -> "StopSignal":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def requested(self) -> bool:
+        if get_world_size() == 1:
+            return self.received
+        flag = torch.tensor([float(self.received)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
 
 @dataclass
@@ -118,6 +170,18 @@ def check_finite(reduced: Mapping[str, torch.Tensor], iteration: int) -> None:
                                  f"lower the learning rate or check the data of this iteration")
 
 
+def check_finite_gradients(named_params: Sequence[Tuple[str, torch.nn.Parameter]], iteration: int) -> None:
+    """Raise :class:`NonFiniteGradientError` naming the parameters whose gradient holds NaN / Inf."""
+    grads = [p.grad.detach() for _, p in named_params if p.grad is not None]
+    if not grads or bool(torch.isfinite(torch.stack([g.sum() for g in grads])).all()):
+        return  # one reduction per tensor; the per-tensor search below only runs on a non-finite sum
+    bad = [name for name, p in named_params if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+    if bad:
+        raise NonFiniteGradientError(f"Non-finite gradient at iteration {iteration} (the loss was finite) in "
+                                     f"{', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. Training stopped "
+                                     f"before the optimizer step; nothing of this iteration was saved")
+
+
 def log_grad_norms(named_params: Sequence[Tuple[str, torch.nn.Parameter]], total_norm: float,
                    logger: logging.Logger, top: int = 20) -> None:
     """Log the global gradient norm and the ``top`` largest per-tensor norms (debugging aid)."""
@@ -164,12 +228,16 @@ def do_train(model: torch.nn.Module, data_loader: Any, optimizer: torch.optim.Op
     travels in the checkpoint too.
 
     Losses are averaged over processes for logging; a NaN/Inf average raises
-    :class:`NonFiniteLossError` on every process before the backward pass.
+    :class:`NonFiniteLossError` on every process before the backward pass, and
+    (without a grad scaler, which skips such steps itself) a NaN/Inf gradient
+    raises :class:`NonFiniteGradientError` before any hook or the optimizer sees it.
     A log line (the benchmark's format) is written every ``log_period``
     iterations, per-tensor gradient norms every ``grad_log_period`` (0 = never);
     ``tensorboard`` (a :class:`~maskrcnn_benchmark.utils.tensorboard.TensorboardLogger`)
     receives the logged meters and lr under ``train/`` and validation results under ``val/``.
-    Interrupting the process saves nothing: resume from the last periodic checkpoint.
+    SIGTERM makes the loop finish the current iteration, write ``model_{iteration:07d}``
+    and raise :class:`TrainingPreempted` (exit status 0); any other interruption saves
+    nothing: resume from the last periodic checkpoint.
     """
     logger = logger or logging.getLogger("maskrcnn_benchmark.trainer")
     max_iter = len(data_loader) if max_iter is None else max_iter
@@ -193,87 +261,99 @@ def do_train(model: torch.nn.Module, data_loader: Any, optimizer: torch.optim.Op
     iteration = start_iter
     model.train()
     start_time = end = time.perf_counter()
-    for iteration, batch in enumerate(data_loader, start_iter):
-        if iteration >= max_iter:
-            break
-        data_time = time.perf_counter() - end
-        iteration += 1
-        arguments["iteration"] = iteration
-        images, targets = move_to_device(batch[0], device), move_to_device(batch[1], device)
+    with StopSignal(device) as stop:
+        for iteration, batch in enumerate(data_loader, start_iter):
+            if iteration >= max_iter:
+                break
+            data_time = time.perf_counter() - end
+            iteration += 1
+            arguments["iteration"] = iteration
+            images, targets = move_to_device(batch[0], device), move_to_device(batch[1], device)
 
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss_dict = model(images, targets)
-        losses = sum(loss_dict.values())
-        reduced = reduce_loss_dict(loss_dict)
-        if loss_check:
-            check_finite(reduced, iteration)
-        total_loss = float(sum(reduced.values()))
-        meters.update(loss=total_loss, **reduced)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss_dict = model(images, targets)
+            losses = sum(loss_dict.values())
+            reduced = reduce_loss_dict(loss_dict)
+            if loss_check:
+                check_finite(reduced, iteration)
+            total_loss = float(sum(reduced.values()))
+            meters.update(loss=total_loss, **reduced)
 
-        optimizer.zero_grad(set_to_none=True)
-        if grad_scaler is not None:
-            grad_scaler.scale(losses).backward()
-            grad_scaler.unscale_(optimizer)
-        else:
-            losses.backward()
-        for hook in hooks:
-            hook.after_backward(iteration, model)
-        outcome = StepOutcome(loss=total_loss, losses={name: float(value) for name, value in reduced.items()})
-        if grad_clip:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for _, p in trainable], grad_clip))
-            outcome.clip_coef = min(1.0, grad_clip / (grad_norm + 1e-6))  # clip_grad_norm_'s own factor
-            meters.update(grad_norm=grad_norm)
-            if grad_log_period and (iteration == start_iter + 1 or iteration % grad_log_period == 0):
-                log_grad_norms(trainable, grad_norm, logger)
-        for hook in hooks:
-            hook.before_step(iteration, model)
-        if grad_scaler is not None:
-            scale = grad_scaler.get_scale()
-            grad_scaler.step(optimizer)
-            grad_scaler.update()
-            outcome.applied = grad_scaler.get_scale() >= scale  # the scale only shrinks after a skipped step
-        else:
-            optimizer.step()
-        for hook in hooks:
-            hook.after_step(iteration, model, outcome)
+            optimizer.zero_grad(set_to_none=True)
+            if grad_scaler is not None:
+                grad_scaler.scale(losses).backward()
+                grad_scaler.unscale_(optimizer)
+            else:
+                losses.backward()
+                if loss_check:
+                    check_finite_gradients(trainable, iteration)
+            for hook in hooks:
+                hook.after_backward(iteration, model)
+            outcome = StepOutcome(loss=total_loss, losses={name: float(value) for name, value in reduced.items()})
+            if grad_clip:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_([p for _, p in trainable], grad_clip))
+                outcome.clip_coef = min(1.0, grad_clip / (grad_norm + 1e-6))  # clip_grad_norm_'s own factor
+                meters.update(grad_norm=grad_norm)
+                if grad_log_period and (iteration == start_iter + 1 or iteration % grad_log_period == 0):
+                    log_grad_norms(trainable, grad_norm, logger)
+            for hook in hooks:
+                hook.before_step(iteration, model)
+            if grad_scaler is not None:
+                scale = grad_scaler.get_scale()
+                grad_scaler.step(optimizer)
+                grad_scaler.update()
+                outcome.applied = grad_scaler.get_scale() >= scale  # the scale only shrinks after a skipped step
+            else:
+                optimizer.step()
+            for hook in hooks:
+                hook.after_step(iteration, model, outcome)
 
-        batch_time = time.perf_counter() - end
-        end = time.perf_counter()
-        meters.update(time=batch_time, data=data_time)
-
-        val_result = None
-        if val_fn is not None and val_period > 0 and iteration % val_period == 0:
-            val_result = val_fn(unwrap_model(model))
-            model.train()
-            if val_result is not None:
-                last_val_result = float(val_result)
-                logger.info("Validation result at iteration %d: %.4f", iteration, last_val_result)
-                if tensorboard is not None:
-                    tensorboard.add_scalars({"result": last_val_result}, iteration, prefix="val")
+            batch_time = time.perf_counter() - end
             end = time.perf_counter()
+            meters.update(time=batch_time, data=data_time)
 
-        if isinstance(scheduler, WarmupReduceLROnPlateau):
-            scheduler.step(val_result, epoch=iteration)
-            stopped_early = scheduler.reached_max_decay and iteration < max_iter
-        else:
-            scheduler.step()
+            val_result = None
+            if val_fn is not None and val_period > 0 and iteration % val_period == 0:
+                val_result = val_fn(unwrap_model(model))
+                model.train()
+                if val_result is not None:
+                    last_val_result = float(val_result)
+                    logger.info("Validation result at iteration %d: %.4f", iteration, last_val_result)
+                    if tensorboard is not None:
+                        tensorboard.add_scalars({"result": last_val_result}, iteration, prefix="val")
+                end = time.perf_counter()
 
-        if checkpoint_period > 0 and iteration % checkpoint_period == 0:
-            _save(checkpointer, f"model_{iteration:07d}", arguments, grad_scaler)
-        if iteration == max_iter or stopped_early:
-            _save(checkpointer, "model_final", arguments, grad_scaler)
+            if isinstance(scheduler, WarmupReduceLROnPlateau):
+                scheduler.step(val_result, epoch=iteration)
+                stopped_early = scheduler.reached_max_decay and iteration < max_iter
+            else:
+                scheduler.step()
 
-        progress.update(1)
-        progress.set_postfix(loss=f"{meters.loss.median:.4f}", refresh=False)
-        if iteration % log_period == 0 or iteration == max_iter or stopped_early:
-            _log_progress(logger, meters, optimizer, device, iteration, max_iter)
-            if tensorboard is not None:
-                scalars = {name: meter.median for name, meter in meters.meters.items()}
-                scalars["lr"] = optimizer.param_groups[-1]["lr"]
-                tensorboard.add_scalars(scalars, iteration, prefix="train")
-        if stopped_early:
-            logger.info("Validation plateaued %d times: stopping at iteration %d", scheduler.stage_count, iteration)
-            break
+            periodic = checkpoint_period > 0 and iteration % checkpoint_period == 0
+            final = iteration == max_iter or stopped_early
+            if periodic:
+                _save(checkpointer, f"model_{iteration:07d}", arguments, grad_scaler)
+            if final:
+                _save(checkpointer, "model_final", arguments, grad_scaler)
+            if stop.requested():
+                if not (periodic or final):
+                    _save(checkpointer, f"model_{iteration:07d}", arguments, grad_scaler)
+                logger.warning("SIGTERM received: checkpoint of iteration %d of %d written; exiting (status 0). "
+                               "Run the same command again to resume", iteration, max_iter)
+                progress.close()
+                raise TrainingPreempted(iteration)
+
+            progress.update(1)
+            progress.set_postfix(loss=f"{meters.loss.median:.4f}", refresh=False)
+            if iteration % log_period == 0 or iteration == max_iter or stopped_early:
+                _log_progress(logger, meters, optimizer, device, iteration, max_iter)
+                if tensorboard is not None:
+                    scalars = {name: meter.median for name, meter in meters.meters.items()}
+                    scalars["lr"] = optimizer.param_groups[-1]["lr"]
+                    tensorboard.add_scalars(scalars, iteration, prefix="train")
+            if stopped_early:
+                logger.info("Validation plateaued %d times: stopping at iteration %d", scheduler.stage_count, iteration)
+                break
     progress.close()
 
     total = time.perf_counter() - start_time
