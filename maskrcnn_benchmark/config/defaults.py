@@ -55,6 +55,10 @@ _C.DATASETS = CN()
 _C.DATASETS.TRAIN = ()
 _C.DATASETS.VAL = ()
 _C.DATASETS.TEST = ()
+# Check the VG-format files of TRAIN, VAL and TEST when a tool starts (presence, h5 keys, dtypes,
+# shapes and index ranges; no image decoding) and stop with every problem listed before a model
+# is built. tools/check_dataset.py runs the full check (box values, labels, images).
+_C.DATASETS.CHECK_AT_START = True
 # Split evaluated by relation_test_net.py: "train", "val" or "test" (None = DATASETS.TEST).
 _C.DATASETS.TO_TEST = None
 # Folder under which the catalog's relative dataset paths are resolved.
@@ -346,3 +350,12 @@ _C.PATHS_DATA = ""  # unused, kept for old YAML files
 # "float32", or "float16" for torch.amp mixed precision on CUDA.
 _C.DTYPE = "float32"
 _C.AMP_VERBOSE = False  # unused, kept for old YAML files
+
+# ---------------------------------------------------------------------------
+# DISTRIBUTED: multi-process runs started by torchrun
+# ---------------------------------------------------------------------------
+_C.DISTRIBUTED = CN()
+# Seconds the rendezvous and any collective (all-reduce, barrier) wait for the other ranks before
+# failing with an error, so that a rank that died or hangs stops the others instead of leaving them
+# blocked. Longer than the slowest single-rank step between collectives (rank 0 writing results).
+_C.DISTRIBUTED.COLLECTIVE_TIMEOUT_S = 1800.0

@@ -10,6 +10,7 @@ from typing import List, Optional
 import torch
 
 from maskrcnn_benchmark.config import cfg as default_cfg
+from maskrcnn_benchmark.data.dataset_check import check_config_datasets, require_clean
 from maskrcnn_benchmark.utils.collect_env import collect_env_info
 from maskrcnn_benchmark.utils.comm import get_rank, get_world_size
 from maskrcnn_benchmark.utils.distributed import init_distributed
@@ -58,10 +59,15 @@ def setup(cfg_file: str, opts: Optional[List[str]] = None, local_rank: Optional[
     and seed the random generators when SEED >= 0.
 
     The device comes from MODEL.DEVICE (one GPU per process on CUDA); the config
-    actually used is written to ``OUTPUT_DIR/config.yml``.
+    actually used is written to ``OUTPUT_DIR/config.yml``. With DATASETS.CHECK_AT_START
+    the datasets' files get the cheap part of tools/check_dataset.py first, so bad data
+    stops the run with every problem listed before anything is built.
     """
     cfg = load_config(cfg_file, opts)
-    distributed, local_rank, device = init_distributed(local_rank, cfg.MODEL.DEVICE)
+    if cfg.DATASETS.CHECK_AT_START:
+        require_clean(check_config_datasets(cfg, deep=False))
+    distributed, local_rank, device = init_distributed(local_rank, cfg.MODEL.DEVICE,
+                                                       cfg.DISTRIBUTED.COLLECTIVE_TIMEOUT_S)
     if cfg.OUTPUT_DIR:
         mkdir(cfg.OUTPUT_DIR)
     logger = setup_logger(logger_name, cfg.OUTPUT_DIR or None, get_rank())

@@ -77,6 +77,8 @@ def _read_json(path: str, config_key: str) -> Any:
             return json.load(f)
     except json.JSONDecodeError as err:
         raise VGDataError(f"{path} is not valid JSON ({err})") from err
+    except RecursionError as err:  # a crafted or corrupted file nested thousands of levels deep
+        raise VGDataError(f"{path} is nested too deeply to be a {config_key} JSON file") from err
 
 
 # ------------------------------------------------------------------- dictionary
