@@ -1,6 +1,8 @@
 """The hierarchical predicate loss (HIERARCHY.md D2-D3): both score forms against hand computations, where
 a coarse label's gradient goes, the D3 label, written scores and ranking, checkpoint compatibility of the
-marginal form, and (tiny runs) resume after a kill, two ranks, and stacking under HML's stages."""
+marginal form, and (tiny runs) resume after a kill, two ranks, stacking under HML's stages, and the
+refine-threshold tool."""
+import json
 import math
 import os
 import subprocess
@@ -12,8 +14,10 @@ import torch
 import hml_patch  # noqa: F401  (the HML config group and framework)
 import training_frameworks  # noqa: F401  (registers HierarchicalLoss and its HIER group)
 from hml_patch.stages import STAGE_REPORT, train_hml
+from maskrcnn_benchmark.data import make_data_loader
 from maskrcnn_benchmark.engine.defaults import load_config, setup
 from maskrcnn_benchmark.engine.framework import attach_frameworks, build_frameworks, train_with_frameworks
+from maskrcnn_benchmark.engine.relation_inference import relation_inference
 from maskrcnn_benchmark.engine.trainer import TrainHook
 from maskrcnn_benchmark.modeling.detector import build_detection_model
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.inference import RelationPostProcessor
@@ -310,3 +314,28 @@ def test_stacks_with_hml_stages(synthetic_data_dir, tmp_path):
     assert len(head.loss_hooks) == 2
     final = result.reports[-1]["final_losses"]
     assert {"loss_rel", "loss_cr", "loss_mr"} <= set(final) and all(math.isfinite(v) for v in final.values())
+
+
+def test_threshold_tool_matches_the_evaluation_at_each_tau(synthetic_data_dir, tmp_path):
+    """tools/tune_refine_threshold.py re-scores recorded logits; each tau's numbers equal an evaluation of the
+    model with that tau, and the best row is the one with the highest target metric."""
+    opts = _overrides(synthetic_data_dir, tmp_path, 3, form="factorised",
+                      **{"TEST.RELATION.PREDICATE_TREE": SYNTHETIC_TREE, "HIER.TUNE_GRID": "(0.0, 1.0)",
+                         "HIER.TUNE_METRIC": "HR@50"})
+    ctx = setup(config_file("predcls"), opts)
+    model = train_with_frameworks(ctx.cfg, ctx)
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "tune_refine_threshold.py"), "--config-file",
+                           config_file("predcls"), *opts], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.load(open(tmp_path / "inference" / "synthetic_vg_val" / "refine_threshold.json"))
+    assert [row["tau"] for row in report["grid"]] == [0.0, 1.0]
+    assert report["best"] == max(report["grid"], key=lambda row: row["HR@50"])
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["best_tau"] == report["best_tau"]
+    scorer = model.roi_heads.relation.post_processor.relation_scores
+    loader = make_data_loader(ctx.cfg, "val", False)[0]
+    for row in report["grid"]:
+        scorer.tau = row["tau"]
+        metrics = relation_inference(ctx.cfg, model, loader, "synthetic_vg_val", ctx.device)["metrics"]
+        assert {key: row[key.replace("@K", "@50")] for key in ("R@K", "mR@K", "HR@K")} == \
+            {key: metrics[key]["50"] for key in ("R@K", "mR@K", "HR@K")}
