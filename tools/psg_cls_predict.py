@@ -39,7 +39,8 @@ def main() -> None:
     checkpoint = args.checkpoint or os.path.join(cfg.OUTPUT_DIR, "model_best.pth")
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     dataset = PSGClsDataset(settings.data_file, settings.img_dir, args.stage, settings.input_size, train=False)
-    probabilities = predict_probabilities(model, dataset, settings.batch_size, torch.device("cpu"), settings.num_workers)
+    probabilities = predict_probabilities(model, dataset, settings.batch_size, torch.device("cpu"),
+                                          settings.num_workers)
     multiplier = class_vector(training_lists(settings).multiplied, settings.rare_multiplier)
     result_file = os.path.join(cfg.OUTPUT_DIR, args.stage, RESULT_FILE)
     write_id_lines(result_file, top_k(probabilities, multiplier).tolist())

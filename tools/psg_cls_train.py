@@ -28,7 +28,8 @@ def main() -> None:
         torch.save(best["state_dict"], os.path.join(ctx.cfg.OUTPUT_DIR, CHECKPOINT))
         with open(os.path.join(ctx.cfg.OUTPUT_DIR, HISTORY), "w") as f:
             json.dump({key: best[key] for key in ("best_val", "history", "lists")}, f, indent=1)
-        ctx.logger.info("best val mR@3 %.4f; model in %s", best["best_val"], os.path.join(ctx.cfg.OUTPUT_DIR, CHECKPOINT))
+        ctx.logger.info("best val mR@3 %.4f; model in %s", best["best_val"],
+                        os.path.join(ctx.cfg.OUTPUT_DIR, CHECKPOINT))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def derive_lists(counts: np.ndarray) -> ClassLists:
     def rarest(size: int) -> Tuple[int, ...]:
         return tuple(sorted(int(c) for c in ranked[:round(size / NUM_SCORED * len(scored))]))
 
-    frequent = tuple(sorted(int(c) for c in ranked[len(ranked) - round(len(REPORT_FREQUENT) / NUM_SCORED * len(scored)):]))
+    num_frequent = round(len(REPORT_FREQUENT) / NUM_SCORED * len(scored))
+    frequent = tuple(sorted(int(c) for c in ranked[len(ranked) - num_frequent:]))
     return ClassLists(low=rarest(len(REPORT_LOW)), frequent=frequent, rarest=rarest(len(REPORT_RAREST)),
                       multiplied=rarest(len(REPORT_MULTIPLIED)))
 

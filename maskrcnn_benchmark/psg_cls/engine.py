@@ -59,7 +59,8 @@ class ClsSettings:
     def from_config(cls, cfg) -> "ClsSettings":
         c = cfg.PSG_CLS
         return cls(
-            data_file=os.path.join(cfg.DATASETS.DATA_DIR, c.DATA_FILE), img_dir=os.path.join(cfg.DATASETS.DATA_DIR, c.IMG_DIR),
+            data_file=os.path.join(cfg.DATASETS.DATA_DIR, c.DATA_FILE),
+            img_dir=os.path.join(cfg.DATASETS.DATA_DIR, c.IMG_DIR),
             arch=c.ARCH, weights=c.WEIGHTS, input_size=c.INPUT_SIZE, epochs=c.EPOCHS, batch_size=c.BATCH_SIZE,
             base_lr=c.BASE_LR, min_lr=c.MIN_LR, momentum=c.MOMENTUM, weight_decay=c.WEIGHT_DECAY,
             class_lists=c.CLASS_LISTS, low_freq_weight=c.LOW_FREQ_WEIGHT, balanced_sampler=c.BALANCED_SAMPLER,

@@ -81,8 +81,10 @@ class PSGEvaluator(SGGEvaluator):
         """Evaluate one image, by mask IoU when the GT has ``masks`` and the prediction too (or PredCls)."""
         pred_masks = groundtruth if self.mode == "predcls" else prediction
         with_masks = groundtruth.has_field("masks") and pred_masks.has_field("masks")
-        self._masks = ((groundtruth.get_field("masks").numpy(force=True), pred_masks.get_field("masks").numpy(force=True))
-                       if with_masks else None)
+        self._masks = None
+        if with_masks:
+            self._masks = (groundtruth.get_field("masks").numpy(force=True),
+                           pred_masks.get_field("masks").numpy(force=True))
         self.matched[0 if with_masks else 1] += 1
         super().add(groundtruth, prediction, image_id)
 

@@ -40,7 +40,8 @@ def plan_types(rng: np.random.Generator, splits: List[str], config: SyntheticPSG
     planned: List[Tuple[int, ...]] = [()] * len(splits)
     for split in SPLITS:
         members = [i for i, name in enumerate(splits) if name == split]
-        counts = apportion(int(rels_per_image[members].sum()), zipf_weights(len(POPULARITY_ORDER), config.tail_steepness))
+        weights = zipf_weights(len(POPULARITY_ORDER), config.tail_steepness)
+        counts = apportion(int(rels_per_image[members].sum()), weights)
         slots = rng.permutation(np.repeat(np.array(POPULARITY_ORDER), counts))
         start = 0
         for i in members:

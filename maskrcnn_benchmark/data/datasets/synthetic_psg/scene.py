@@ -42,7 +42,8 @@ def background_regions(rng: np.random.Generator, width: int, height: int) -> Lis
     bottom_top = int(round(height * rng.uniform(0.45, 0.7)))
     regions = [(category_id(BACKGROUND_STUFF[names[0]]), (0, bottom_top, width, height))]
     if len(names) > 1:
-        regions.append((category_id(BACKGROUND_STUFF[names[1]]), (0, 0, width, int(round(height * rng.uniform(0.2, 0.4))))))
+        top_bottom = int(round(height * rng.uniform(0.2, 0.4)))
+        regions.append((category_id(BACKGROUND_STUFF[names[1]]), (0, 0, width, top_bottom)))
     return regions
 
 
