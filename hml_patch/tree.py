@@ -29,7 +29,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from maskrcnn_benchmark.structures.predicate_hierarchy import (
-    HierarchyError, PredicateHierarchy, check_predicate_names, links_from_generator_info, links_from_list)
+    HierarchyError, PredicateHierarchy, check_predicate_names, links_from_generator_info, links_from_list,
+    read_tree_file)
 from maskrcnn_benchmark.utils.atomic_io import atomic_path
 
 from .word_vectors import embed_names
@@ -222,13 +223,10 @@ class PredicateTree:
     @classmethod
     def from_json(cls, path: str, names: Optional[Sequence[str]] = None) -> "PredicateTree":
         """Read a tree file; errors name ``path`` and the offending predicate."""
-        if not os.path.isfile(path):
-            raise TreeError(f"predicate tree file {path} does not exist")
         try:
-            with open(path) as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise TreeError(f"{path} is not valid JSON ({err})") from err
+            data = read_tree_file(path)
+        except HierarchyError as err:
+            raise TreeError(str(err)) from err
         return cls.from_dict(data, names, where=path)
 
     # ------------------------------------------------------------------ report

@@ -50,6 +50,17 @@ def check_predicate_names(stored: Sequence[str], names: Optional[Sequence[str]],
     return stored
 
 
+def read_tree_file(path: str) -> Any:
+    """The JSON content of a predicate tree file (HierarchyError naming ``path`` when absent or invalid)."""
+    if not os.path.isfile(path):
+        raise HierarchyError(f"predicate tree file {path} does not exist")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise HierarchyError(f"{path} is not valid JSON ({err})") from err
+
+
 @dataclass(frozen=True)
 class PredicateHierarchy:
     """Parent of every predicate id; ``parent[p] == p`` for coarse predicates and background (id 0).
@@ -111,14 +122,7 @@ class PredicateHierarchy:
     @classmethod
     def from_json(cls, path: str, names: Optional[Sequence[str]] = None) -> "PredicateHierarchy":
         """Read the parent links of a tree file; errors name ``path`` and the offending predicate."""
-        if not os.path.isfile(path):
-            raise HierarchyError(f"predicate tree file {path} does not exist")
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise HierarchyError(f"{path} is not valid JSON ({err})") from err
-        return cls.from_dict(data, names, where=path)
+        return cls.from_dict(read_tree_file(path), names, where=path)
 
     # ---------------------------------------------------------------- queries
     @property

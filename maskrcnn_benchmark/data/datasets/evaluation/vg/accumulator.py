@@ -21,6 +21,18 @@ _COUNTERS = ("images_added", "images_evaluated", "images_zeroshot", "images_pair
              "skipped_no_gt_relation", "skipped_no_pair")
 
 
+def flat_buffer(shapes: Dict[str, Tuple[int, ...]]) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """One zeroed float64 buffer (what ``all_reduce`` sums) and a named view into it per shape."""
+    buffer = np.zeros(sum(int(np.prod(s)) for s in shapes.values()), dtype=np.float64)
+    views: Dict[str, np.ndarray] = {}
+    start = 0
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        views[name] = buffer[start:start + size].reshape(shape)
+        start += size
+    return buffer, views
+
+
 class RelationSums:
     """Sums over evaluated images; ``metrics()`` turns them into the reported numbers."""
 
@@ -34,13 +46,7 @@ class RelationSums:
             "zs_recall": (num_k,), "ng_zs_recall": (num_k,),
             "pair_hits": (num_k,), "pair_count": (1,),
         }
-        self.buffer = np.zeros(sum(int(np.prod(s)) for s in shapes.values()), dtype=np.float64)
-        self._views: Dict[str, np.ndarray] = {}
-        start = 0
-        for name, shape in shapes.items():
-            size = int(np.prod(shape))
-            self._views[name] = self.buffer[start:start + size].reshape(shape)
-            start += size
+        self.buffer, self._views = flat_buffer(shapes)
 
     def count(self, name: str) -> int:
         return int(self._views["counters"][_COUNTERS.index(name)])

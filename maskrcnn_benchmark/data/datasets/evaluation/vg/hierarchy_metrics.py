@@ -51,6 +51,7 @@ from maskrcnn_benchmark.structures.predicate_hierarchy import (
     BACKGROUND_PREDICTION, COARSEN, EXACT, PREDICATE_RELATIONS, REFINE, SIBLING, PredicateHierarchy)
 from maskrcnn_benchmark.utils.comm import get_world_size
 
+from .accumulator import flat_buffer
 from .image_metrics import KS, _per_predicate
 from .inputs import ImageInputs
 from .matching import NO_HIT, TOP_N, best_predicates, box_match_table
@@ -113,13 +114,7 @@ class HierarchyEvaluator:
             "gt": (width,), "tor": (num_k, width), "tor_plus": (num_k, width), "por": (num_k, width),
             "confusion": (num_k, len(ANNOTATION_KINDS), width, NUM_BUCKETS),
         }
-        self.buffer = np.zeros(sum(int(np.prod(s)) for s in shapes.values()), dtype=np.float64)
-        self._views: Dict[str, np.ndarray] = {}
-        start = 0
-        for name, shape in shapes.items():
-            size = int(np.prod(shape))
-            self._views[name] = self.buffer[start:start + size].reshape(shape)
-            start += size
+        self.buffer, self._views = flat_buffer(shapes)
 
     # ---------------------------------------------------------------- per image
     def evaluate(self, inputs: ImageInputs, iou_threshold: float) -> ImageHierarchyResult:
