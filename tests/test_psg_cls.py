@@ -10,7 +10,7 @@ import torch
 
 from maskrcnn_benchmark.data.datasets.synthetic_psg import SyntheticPSGConfig, make_synthetic_psg
 from maskrcnn_benchmark.psg_cls.class_lists import REPORT_LISTS, ClassLists, class_lists, derive_lists, image_counts
-from maskrcnn_benchmark.psg_cls.engine import ClsSettings, top_k, train_classifier, weighted_bce
+from maskrcnn_benchmark.psg_cls.engine import ClsSettings, epoch_order, top_k, train_classifier, weighted_bce
 from maskrcnn_benchmark.psg_cls.grader import grade, read_result, write_id_lines
 from maskrcnn_benchmark.psg_cls.metric import mean_recall
 from maskrcnn_benchmark.psg_cls.sampling import balanced_base, balanced_epoch
@@ -93,6 +93,12 @@ def test_balanced_sampler_repeats_low_and_rarest_images():
     assert balanced_base(labels, lists).tolist() == [0, 1, 2, 0, 2, 0, 2, 2, 2, 2]
     epoch = balanced_epoch(balanced_base(labels, lists), 9, np.random.default_rng(0))
     assert len(epoch) == 10 + 1  # one random extra per 9 images
+
+
+def test_epoch_order_is_shared_by_the_processes_and_splits_evenly():
+    first = epoch_order([[6]] * 17, None, np.random.default_rng(3), world_size=2)
+    again = epoch_order([[6]] * 17, None, np.random.default_rng(3), world_size=2)
+    assert first.tolist() == again.tolist() and len(first) == 16 and len(set(first.tolist())) == 16
 
 
 def test_top3_after_the_multiplier_and_weighted_loss():

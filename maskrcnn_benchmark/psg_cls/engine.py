@@ -99,9 +99,12 @@ def top_k(probabilities: np.ndarray, multiplier: Optional[np.ndarray] = None, k:
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
-def epoch_order(labels: List[List[int]], base: Optional[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """This epoch's image order, the same on every process (drawn from the shared seed)."""
-    return balanced_epoch(base, len(labels), rng) if base is not None else rng.permutation(len(labels))
+def epoch_order(labels: List[List[int]], base: Optional[np.ndarray], rng: np.random.Generator,
+                world_size: int = 1) -> np.ndarray:
+    """This epoch's image order, the same on every process (drawn from the shared seed), cut to a
+    multiple of ``world_size`` so that every process runs the same number of steps."""
+    order = balanced_epoch(base, len(labels), rng) if base is not None else rng.permutation(len(labels))
+    return order[:len(order) - len(order) % world_size]
 
 
 def train_classifier(settings: ClsSettings, device: torch.device, distributed: bool) -> Dict[str, Any]:
@@ -118,7 +121,7 @@ def train_classifier(settings: ClsSettings, device: torch.device, distributed: b
                                 weight_decay=settings.weight_decay, nesterov=True)
     rng = np.random.default_rng(settings.seed)
     rank, world = get_rank(), get_world_size()
-    orders = [epoch_order(train.labels, base, rng) for _ in range(settings.epochs)]
+    orders = [epoch_order(train.labels, base, rng, world) for _ in range(settings.epochs)]
     steps_per_epoch = [math.ceil(len(order[rank::world]) / settings.batch_size) for order in orders]
     total, step = sum(steps_per_epoch), 0
     best: Dict[str, Any] = {"best_val": -1.0, "state_dict": None, "history": [], "lists": lists.__dict__}
