@@ -13,21 +13,24 @@ check, backward, gradient clipping (SOLVER.GRAD_NORM_CLIP), SGD step (``make_opt
   (``finalize_stage``); then the teacher is ``RelationTeacher.from_head`` of its head, the
   stage-2 class weights, CR and MR come from ``StagePlan`` (paper mode by default, tree
   ``frequency:10``: the 10 most frequent predicates are the old classes) and every step runs
-  the stages' ``ImportanceHook`` around the optimizer step.
+  the stages' ``ImportanceHook`` around the optimizer step (and after the backward, where it adds the
+  fused MR gradient: ``HML.FUSED_MR_GRAD``, default True; pass ``HML.FUSED_MR_GRAD False`` for the
+  autograd penalty).
 
 The two variants alternate step by step (A B A B ...), warm-up steps excluded; medians over
 ``--steps``. Besides the timings, inline timers around the teacher forward, the CR and MR
-forwards and the importance update, and per-phase medians (forward, backward, clip, optimizer,
+forwards, the fused MR gradient's addition and the importance update, and per-phase medians (forward, backward, clip, optimizer,
 hooks) of both variants give a breakdown of the extra time. On a shared machine the wall times
 are noisy: ``paired_ratio`` (median of the per-pair ratios) and ``cpu_ratio`` (process CPU time)
 are reported as cross-checks. The last output line is one JSON object: baseline_s, hml_s, ratio,
-paired_ratio, cpu_ratio, num_mr_params, image_size, batch, threads, phases, breakdown, step_s, ...
+paired_ratio, cpu_ratio, num_mr_params, fused_mr_grad, image_size, batch, threads, phases, breakdown,
+step_s, ...
 
 Defaults (the X-101-32x8d-FPN MOTIFS config at 427x320, batch 1, 10 steps, 1 thread) take about
 3 minutes on a 2-core machine; 1 thread because on a shared 2-core machine 2 threads made every
 step 2-3x slower and far noisier. ``--min-size 600 --batch 2`` is the yaml's training size.
 
-    python benchmarks/hml_overhead.py [--min-size 320] [--batch 1] [--steps 10] [--threads 1]
+    python benchmarks/hml_overhead.py [--min-size 320] [--batch 1] [--steps 10] [--threads 1] [KEY VALUE ...]
 """
 from __future__ import annotations
 
@@ -65,7 +68,7 @@ from random_relation_batch import random_relation_batch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "e2e_relation_X_101_32_8_FPN_1x.yaml")
 PHASES = ("forward", "backward", "clip", "hooks", "optimizer")
-PARTS = ("teacher_forward", "cr_forward", "mr_forward", "importance_update")
+PARTS = ("teacher_forward", "cr_forward", "mr_forward", "mr_gradient", "importance_update")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -117,17 +120,24 @@ class PhaseTimer:
 
 
 class TimedImportance:
-    """The importance state as StageTerms sees it, with ``mr_penalty`` (its forward) timed."""
+    """The importance state as StageTerms sees it, with ``mr_penalty`` / ``fused_mr_penalty`` (the
+    forward) timed."""
 
     def __init__(self, state: ImportanceState, timer: PhaseTimer) -> None:
         self.mr_penalty = timer.wrap("mr_forward", state.mr_penalty)
+        self.fused_mr_penalty = timer.wrap("mr_forward", state.fused_mr_penalty)
 
 
 class TimedHook(TrainHook):
-    """A train hook whose before/after-step work is timed under one name."""
+    """A train hook whose before/after-step work is timed under ``name``, its after-backward work
+    under ``backward_name``."""
 
-    def __init__(self, hook: TrainHook, timer: PhaseTimer, name: str) -> None:
-        self.hook, self.timer, self.name = hook, timer, name
+    def __init__(self, hook: TrainHook, timer: PhaseTimer, name: str, backward_name: str) -> None:
+        self.hook, self.timer, self.name, self.backward_name = hook, timer, name, backward_name
+
+    def after_backward(self, iteration: int, model: torch.nn.Module) -> None:
+        with self.timer(self.backward_name):
+            self.hook.after_backward(iteration, model)
 
     def before_step(self, iteration: int, model: torch.nn.Module) -> None:
         with self.timer(self.name):
@@ -169,6 +179,9 @@ class Variant:
         with timer("backward"):
             self.optimizer.zero_grad(set_to_none=True)
             losses.backward()
+        with timer("hooks"):
+            for hook in self.hooks:
+                hook.after_backward(self.iteration, self.model)
         with timer("clip"):
             if self.grad_clip:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, self.grad_clip))
@@ -248,7 +261,7 @@ def setup_stage2(cfg, hml: Variant, statistics_: Dict[str, Any], images, targets
     head = hml.model.roi_heads.relation
     predictor = head.predictor
     importance = ImportanceState(mr_parameters(predictor, settings.param_filter), **settings.importance_kwargs())
-    hml.hooks = [TimedHook(ImportanceHook(importance), timer, "importance_update")]
+    hml.hooks = [TimedHook(ImportanceHook(importance), timer, "importance_update", "mr_gradient")]
     for _ in range(stage1_steps):
         hml.step(images, targets, record=False)
     importance.finalize_stage()
@@ -259,7 +272,7 @@ def setup_stage2(cfg, hml: Variant, statistics_: Dict[str, Any], images, targets
     framework = HMLFramework(settings)
     framework.stage_terms = StageTerms(timer.wrap("teacher_forward", teacher), timer.wrap("cr_forward", plan.cr_loss()),
                                        plan.cr_weight, TimedImportance(importance, timer), plan.mr_weight,
-                                       plan.mr_distance)
+                                       plan.mr_distance, settings.fused_mr_grad)
     attach_frameworks(hml.model, [framework])
     return importance, plan
 
@@ -292,7 +305,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return {
         "baseline_s": round(baseline_s, 4), "hml_s": round(hml_s, 4), "ratio": round(hml_s / baseline_s, 4),
         "paired_ratio": round(paired, 4), "cpu_ratio": round(hml.median("cpu") / baseline.median("cpu"), 4),
-        "num_mr_params": importance.num_params,
+        "num_mr_params": importance.num_params, "fused_mr_grad": bool(cfg.HML.FUSED_MR_GRAD),
         "trainable_params": sum(p.numel() for p in baseline.trainable),
         "image_size": list(image_size), "batch": args.batch, "boxes": args.boxes, "rels": args.rels,
         "threads": torch.get_num_threads(), "steps": args.steps, "warmup": args.warmup,
@@ -314,7 +327,8 @@ def summary_lines(result: Dict[str, Any]) -> List[str]:
     lines = [(f"{result['config']} {result['predictor']} PredCls, image {width}x{height}, batch {result['batch']}, "
               f"{result['threads']} threads, median of {result['steps']} steps"),
              (f"baseline {result['baseline_s']:.3f} s  hml {result['hml_s']:.3f} s  ratio {result['ratio']:.3f}  "
-              f"(extra {extra:.3f} s), P = {result['num_mr_params']:,}"),
+              f"(extra {extra:.3f} s), P = {result['num_mr_params']:,}, MR gradient "
+              f"{'fused' if result['fused_mr_grad'] else 'through autograd'}"),
              f"median of per-pair ratios {result['paired_ratio']:.3f}, CPU-time ratio {result['cpu_ratio']:.3f}",
              "phase          baseline_s    hml_s     diff_s"]
     for phase, values in result["phases"].items():

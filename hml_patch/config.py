@@ -63,6 +63,9 @@ def add_hml_config(cfg: CN) -> None:
     cfg.HML.FISHER = ""  # "mean" (Eq. 8), "ema"; "" = the mode's ("mean" paper, "ema" official)
     cfg.HML.EPS = 1e-8  # denominator term of the path integral (Eq. 9)
     cfg.HML.PARAM_FILTER = list(DEFAULT_PARAM_FILTER)  # prefixes of the MR parameters' names in the predictor
+    # Add MR's gradient from the importance pass's buffers after the backward instead of through
+    # autograd: the same training bits, without the penalty's per-step forward/backward pass.
+    cfg.HML.FUSED_MR_GRAD = True
     # The authors' settings used in official mode (their key names).
     cfg.HML.OFFICIAL = CN()
     cfg.HML.OFFICIAL.LAMBDA_FOR_PARAM = 1.0
@@ -100,6 +103,7 @@ class HMLSettings:
     official_lambda: float
     official_distill_type: str
     official_fisher_alpha: float
+    fused_mr_grad: bool
 
     @classmethod
     def from_config(cls, cfg) -> "HMLSettings":
@@ -133,7 +137,7 @@ class HMLSettings:
             fisher=hml.FISHER or ("mean" if hml.MODE == "paper" else "ema"), eps=float(hml.EPS),
             param_filter=tuple(hml.PARAM_FILTER), official_lambda=float(hml.OFFICIAL.LAMBDA_FOR_PARAM),
             official_distill_type=hml.OFFICIAL.DISTILL_TYPE,
-            official_fisher_alpha=float(hml.OFFICIAL.ALPHA_FOR_FISHER))
+            official_fisher_alpha=float(hml.OFFICIAL.ALPHA_FOR_FISHER), fused_mr_grad=bool(hml.FUSED_MR_GRAD))
 
     def stage_iterations(self, stage: int, default: int) -> int:
         """Iterations of ``stage`` (1-based)."""

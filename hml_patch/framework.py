@@ -35,22 +35,26 @@ class StageTerms:
         importance: the state holding stage k-1's parameters, Fisher and Omega, bound to
             the student's MR parameters.
         mr_weight, mr_distance: the MR factor (beta in paper mode) and "l2" / "abs".
+        fused_mr: ``loss_mr`` is a detached value whose gradient the importance hook adds after
+            the backward (``HML.FUSED_MR_GRAD``, the same bits), else the autograd penalty.
     """
 
     def __init__(self, teacher: TeacherLogits, cr_loss: CRLoss, cr_weight: float, importance: ImportanceState,
-                 mr_weight: float, mr_distance: str) -> None:
+                 mr_weight: float, mr_distance: str, fused_mr: bool = False) -> None:
         self.teacher = teacher
         self.cr_loss = cr_loss
         self.cr_weight = cr_weight
         self.importance = importance
         self.mr_weight = mr_weight
         self.mr_distance = mr_distance
+        self.fused_mr = fused_mr
 
     def __call__(self, batch: RelationBatch) -> Dict[str, torch.Tensor]:
         student = torch.cat(list(batch.rel_logits), dim=0)
         teacher = torch.cat(self.teacher(batch), dim=0)
+        mr = self.importance.fused_mr_penalty if self.fused_mr else self.importance.mr_penalty
         return {"loss_cr": self.cr_weight * self.cr_loss(student, teacher.to(student.dtype)),
-                "loss_mr": self.importance.mr_penalty(self.mr_weight, self.mr_distance)}
+                "loss_mr": mr(self.mr_weight, self.mr_distance)}
 
 
 def mr_parameters(predictor: nn.Module, prefixes: Sequence[str]) -> List[Tuple[str, nn.Parameter]]:

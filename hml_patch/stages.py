@@ -53,10 +53,14 @@ FINAL_LOSS_WINDOW = 20
 
 
 class ImportanceHook(TrainHook):
-    """Feeds every optimizer step to the importance state, with the unclipped gradients."""
+    """Feeds every optimizer step to the importance state, with the unclipped gradients; adds the
+    fused MR gradient (HML.FUSED_MR_GRAD) after the backward, before clipping."""
 
     def __init__(self, state: ImportanceState) -> None:
         self.state = state
+
+    def after_backward(self, iteration: int, model: torch.nn.Module) -> None:
+        self.state.add_mr_gradient()
 
     def before_step(self, iteration: int, model: torch.nn.Module) -> None:
         self.state.before_step()
@@ -244,7 +248,7 @@ def run_stages(framework: HMLFramework, runner: FrameworkRunner) -> HMLResult:
         if teacher is not None:
             teacher_logits = teacher_source(teacher, settings, cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR, ctx.logger)
             framework.stage_terms = StageTerms(teacher_logits, plan.cr_loss(), plan.cr_weight, importance,
-                                               plan.mr_weight, plan.mr_distance)
+                                               plan.mr_weight, plan.mr_distance, settings.fused_mr_grad)
         ctx.logger.info("HML stage %d of %d: %d predicates (%d old), %d of %d images, %d iterations, "
                         "CR weight %.4g, MR weight %.4g", stage, num_stages, len(plan.new_classes),
                         len(plan.old_classes), plan.images_kept, plan.images_total, iterations,

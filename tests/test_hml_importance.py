@@ -54,15 +54,23 @@ def batches(num: int, seed: int = 1):
     return [(torch.randn(8, 6, generator=g), torch.randn(8, 3, generator=g)) for _ in range(num)]
 
 
-def train(model, state, opt, data, mr_weight=None, distance="l2"):
-    """Plain training loop with the importance hooks; returns the recorded losses."""
+def train(model, state, opt, data, mr_weight=None, distance="l2", fused=False, clip=None, grads=None):
+    """Plain training loop with the importance hooks (MR through autograd, or fused: value only,
+    gradient added after the backward; optional clipping); returns the recorded losses.
+    grads: a list that receives every step's gradients as the optimizer sees them."""
     losses = []
     for x, y in data:
         opt.zero_grad()
         loss = ((model(x) - y) ** 2).mean()
         if mr_weight is not None:
-            loss = loss + state.mr_penalty(mr_weight, distance)
+            penalty = state.fused_mr_penalty if fused else state.mr_penalty
+            loss = loss + penalty(mr_weight, distance)
         loss.backward()
+        state.add_mr_gradient()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()), clip)
+        if grads is not None:
+            grads.append([None if p.grad is None else p.grad.clone() for p in model.parameters()])
         state.before_step()
         opt.step()
         state.after_step(loss.item(), True)
@@ -317,6 +325,38 @@ def _compare_kernels(device):
         assert all((x is None and y is None) or torch.equal(x, y) for x, y in zip(outs_ref, outs_nat)), f"l2={l2}"
         value_only = native.mr_forward(params, [], offsets, pf, po, pt, l2, 0.0)
         assert float(value_only) == float(got)
+    _compare_fused_steps(native, params, grads, offsets, total, device, (pf, po, pt))
+
+
+def _compare_fused_steps(native, params, grads, offsets, total, device, parent):
+    """Steps fused with the MR gradient: the state as without fusion, the factors and the MR sum
+    as mr_forward at the updated parameters (equal bits within a backend), native = reference."""
+    for rule in ("paper", "official"):
+        for l2 in (True, False):
+            results = []
+            for impl in (reference, native):
+                plain, fused = _state_buffers(total, device, 7), _state_buffers(total, device, 7)
+                factor = torch.full((total,), float("nan"), device=device)
+                if rule == "paper":
+                    args = (True, 0.37, 1 / 5, 4 / 5, False, 1e-8)
+                    assert impl.paper_step(params, grads, offsets, *plain, *args) is None
+                    got = impl.paper_step(params, grads, offsets, *fused, *args, mr_factor=factor,
+                                          parent_fisher=parent[0], parent_omega=parent[1], parent_theta=parent[2],
+                                          l2=l2, coef=0.25)
+                else:
+                    args = (0.8, 0.5, 0.5, True)
+                    assert impl.official_step(params, grads, offsets, *plain[:3], *args) is None
+                    got = impl.official_step(params, grads, offsets, *fused[:3], *args, mr_factor=factor,
+                                             parent_fisher=parent[0], parent_omega=parent[1],
+                                             parent_theta=parent[2], l2=l2, coef=0.25)
+                assert all(_same(x, y) for x, y in zip(plain, fused)), f"{rule} l2={l2}: fusion changed the state"
+                outs = [torch.empty(p.shape, device=device) for p in params]
+                expected = impl.mr_forward(params, outs, offsets, *parent, l2, 0.25)
+                assert got.dtype == torch.float64 and float(got) == float(expected), f"{rule} l2={l2} sum"
+                assert torch.equal(factor, torch.cat([o.reshape(-1) for o in outs])), f"{rule} l2={l2} factors"
+                results.append((float(got), factor))
+            assert results[1][0] == pytest.approx(results[0][0], rel=1e-12)
+            assert torch.equal(results[0][1], results[1][1]), f"{rule} l2={l2}: native factors differ"
 
 
 def test_cpp_kernels_equal_the_pytorch_reference_elementwise():
@@ -373,7 +413,80 @@ def test_mr_penalty_survives_a_second_backward(backend):
         assert torch.equal(p.grad, 2 * first)
 
 
-def _stage_run(mode, total_steps, stop_after=None, resume_from=None):
+class TwoBranch(Toy):
+    """A Toy whose ``ctx_unused`` is used on every other call, so the main loss gives some MR
+    parameters no gradient in some steps."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = super().forward(x)
+        if self.calls % 2:
+            out = out + self.ctx_unused(out).sum(dim=1, keepdim=True)
+        return out
+
+
+def _fused_vs_autograd_run(mode, distance, clip, fused, steps=5):
+    """(per-step gradients, logged MR values, state, student) of stage 2 on a TwoBranch student."""
+    teacher = TwoBranch(seed=0)
+    state = ImportanceState.from_module(teacher, MR_FILTER, mode=mode)
+    train(teacher, state, torch.optim.SGD(teacher.parameters(), lr=0.05), batches(4))
+    state.finalize_stage()
+    student = TwoBranch(seed=4)
+    state.bind(select_parameters(student, MR_FILTER))
+    opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
+    values, grads = [], []
+    original = state.fused_mr_penalty if fused else state.mr_penalty
+
+    def recording(weight, dist):
+        value = original(weight, dist)
+        values.append(float(value.detach()))
+        return value
+
+    state.fused_mr_penalty = state.mr_penalty = recording
+    train(student, state, opt, batches(steps, seed=11), mr_weight=3.0, distance=distance, fused=fused, clip=clip,
+          grads=grads)
+    return grads, values, state, student
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+@pytest.mark.parametrize("mode,distance", [("paper", "l2"), ("paper", "abs"), ("official", "abs"),
+                                           ("official", "l2")])
+def test_fused_mr_gradient_equals_autograd_elementwise(backend, mode, distance, clip):
+    """Every step's gradient (as the optimizer sees it, after clipping), every logged loss_mr value and
+    the resulting parameters and importance buffers are the same bits on both paths."""
+    ref_grads, ref_values, ref_state, ref_model = _fused_vs_autograd_run(mode, distance, clip, fused=False)
+    grads, values, state, model = _fused_vs_autograd_run(mode, distance, clip, fused=True)
+    assert values == ref_values and len(values) == 5 and all(v > 0 for v in values)
+    for step, (expected, got) in enumerate(zip(ref_grads, grads)):
+        for (name, _), e, g in zip(model.named_parameters(), expected, got):
+            assert (e is None) == (g is None), (step, name)
+            assert e is None or torch.equal(e, g), (step, name)
+    for (name, p), q in zip(model.named_parameters(), ref_model.parameters()):
+        assert torch.equal(p, q), name
+    for key in ("fisher", "omega_raw", "pending"):
+        if getattr(ref_state, key) is not None:
+            assert torch.equal(getattr(state, key), getattr(ref_state, key)), key
+    if clip is not None:  # the clip was active, so the MR gradient was in the clipped total
+        unclipped = _fused_vs_autograd_run(mode, distance, None, fused=True)[0]
+        assert not all(torch.equal(a, b) for a, b in zip(unclipped[1], grads[1]) if a is not None)
+
+
+def test_fused_mr_gradient_must_be_added_before_the_step():
+    state, student = _stage1_then_student(batches(3), student_seed=3)
+    loss = ((student(batches(1)[0][0])) ** 2).mean() + state.fused_mr_penalty(1.0)
+    assert not state.fused_mr_penalty(1.0).requires_grad
+    loss.backward()
+    with pytest.raises(RuntimeError, match="add_mr_gradient"):
+        state.before_step()
+    state.add_mr_gradient()
+    state.before_step()
+
+
+def _stage_run(mode, total_steps, stop_after=None, resume_from=None, fused=False):
     """Stage 1 (4 steps) then stage 2 with MR; optionally stop/resume in stage 2 through bytes."""
     data1, data2 = batches(4, seed=2), batches(total_steps, seed=3)
     state, student = _stage1_then_student(data1, student_seed=5, mode=mode, momentum=0.9)
@@ -387,7 +500,8 @@ def _stage_run(mode, total_steps, stop_after=None, resume_from=None):
         state.load_state_dict(checkpoint["importance"])
         start = checkpoint["step"]
     end = total_steps if stop_after is None else stop_after
-    train(student, state, opt, data2[start:end], mr_weight=0.5, distance="l2" if mode == "paper" else "abs")
+    train(student, state, opt, data2[start:end], mr_weight=0.5, distance="l2" if mode == "paper" else "abs",
+          fused=fused)
     if stop_after is not None:
         buffer = io.BytesIO()
         torch.save({"model": student.state_dict(), "optimizer": opt.state_dict(),
@@ -396,11 +510,13 @@ def _stage_run(mode, total_steps, stop_after=None, resume_from=None):
     return state, student
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("mode", ["paper", "official"])
-def test_state_dict_resume_is_bit_identical(mode):
+def test_state_dict_resume_is_bit_identical(mode, fused):
+    """A resumed stage 2 equals an uninterrupted one; the fused MR path (resumed) equals autograd."""
     reference_state, reference_model = _stage_run(mode, 7)
-    saved = _stage_run(mode, 7, stop_after=3)
-    resumed_state, resumed_model = _stage_run(mode, 7, resume_from=saved)
+    saved = _stage_run(mode, 7, stop_after=3, fused=fused)
+    resumed_state, resumed_model = _stage_run(mode, 7, resume_from=saved, fused=fused)
     for key in ("fisher", "omega_raw", "pending", "parent_fisher", "parent_omega", "parent_theta"):
         if getattr(reference_state, key) is not None:
             assert torch.equal(getattr(reference_state, key), getattr(resumed_state, key)), key

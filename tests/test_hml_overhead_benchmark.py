@@ -25,4 +25,5 @@ def test_hml_overhead_tiny(mode):
     assert {"loss_cr", "loss_mr"} <= set(result["loss_terms"]["hml"])
     assert not {"loss_cr", "loss_mr"} & set(result["loss_terms"]["baseline"])
     assert result["breakdown"]["teacher_forward"] > 0 and result["breakdown"]["importance_update"] > 0
+    assert result["fused_mr_grad"] and result["breakdown"]["mr_gradient"] > 0
     assert "extra HML time by part" in done.stdout

@@ -67,6 +67,17 @@ struct ParentBuffers {
   const float* theta;
 };
 
+// The MR gradient fused into a step: at the updated parameters, the pass also writes the
+// gradient factor of every element into the flat buffer `factor` (length P, like the state)
+// and one double partial sum of the MR terms per kChunk piece (the next step's penalty).
+// factor == nullptr: no fusion.
+struct MRFusion {
+  ParentBuffers parent;
+  float* factor;
+  bool l2;
+  float coef;
+};
+
 // max(x, lo) that lets NaN through, as torch.clamp_min does.
 HML_HD float clamp_min_keep_nan(float x, float lo) { return x < lo ? lo : x; }
 
@@ -129,14 +140,22 @@ HML_HD float mr_grad_factor(float theta, float parent_fisher, float parent_omega
 // Number of elements one CPU task or one CUDA reduction partial covers.
 constexpr int64_t kChunk = 1 << 15;
 
+// Number of kChunk pieces of the segments: the MR partial sums, in segment order.
+template <typename SegmentT>
+int64_t num_pieces(const SegmentT* segs, int64_t num_segs) {
+  int64_t count = 0;
+  for (int64_t s = 0; s < num_segs; ++s) count += (segs[s].numel + kChunk - 1) / kChunk;
+  return count;
+}
+
+// The steps write num_pieces(segs) MR partials when mr.factor is set (partials unused otherwise).
 void paper_step_cpu(const Segment* segs, int64_t num_segs, const StateBuffers& buf, const PaperArgs& a,
-                    int num_threads);
+                    const MRFusion& mr, double* partials, int num_threads);
 void official_step_cpu(const Segment* segs, int64_t num_segs, const StateBuffers& buf, const FisherArgs& a,
-                       int num_threads);
+                       const MRFusion& mr, double* partials, int num_threads);
 // MR forward (and gradient): writes one double partial sum per kChunk-sized piece of each
-// segment, in segment order (mr_num_partials of them), and the gradient factors of the
+// segment, in segment order (num_pieces of them), and the gradient factors of the
 // segments that have a grad_out.
-int64_t mr_num_partials(const MRSegment* segs, int64_t num_segs);
 void mr_forward_cpu(const MRSegment* segs, int64_t num_segs, const ParentBuffers& parent, bool l2, float coef,
                     double* partials, int num_threads);
 
@@ -144,9 +163,9 @@ void mr_forward_cpu(const MRSegment* segs, int64_t num_segs, const ParentBuffers
 // CUDA launchers: same contracts, on the given stream (a cudaStream_t passed as void*).
 // They return an empty string on success, else the CUDA error text.
 std::string paper_step_cuda(const Segment* segs, int64_t num_segs, const StateBuffers& buf,
-                            const PaperArgs& a, void* stream);
+                            const PaperArgs& a, const MRFusion& mr, double* partials, void* stream);
 std::string official_step_cuda(const Segment* segs, int64_t num_segs, const StateBuffers& buf,
-                               const FisherArgs& a, void* stream);
+                               const FisherArgs& a, const MRFusion& mr, double* partials, void* stream);
 std::string mr_forward_cuda(const MRSegment* segs, int64_t num_segs, const ParentBuffers& parent, bool l2,
                             float coef, double* partials, void* stream);
 #endif

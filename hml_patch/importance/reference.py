@@ -30,6 +30,22 @@ def _pieces(params: Sequence[Tensor], others: Sequence[Optional[Tensor]], offset
                    slice(off + begin, off + end))
 
 
+def _mr_piece(theta: Tensor, sl: slice, parent_fisher: Tensor, parent_omega: Tensor, parent_theta: Tensor,
+              out: Optional[Tensor], l2: bool, coef: float) -> Tensor:
+    """The float64 MR sum of one piece; writes its gradient factors into out when given."""
+    w = parent_fisher[sl] + parent_omega[sl]
+    d = theta - parent_theta[sl]
+    if out is not None:
+        out.copy_(w * (d if l2 else torch.sign(d)) * coef)
+    term = w * d * d if l2 else w * d.abs()
+    return term.sum(dtype=torch.float64)
+
+
+def _mr_total(device: torch.device, mr_factor: Optional[Tensor]) -> Optional[Tensor]:
+    """The running MR sum of a step fused with the MR gradient, or None without fusion."""
+    return None if mr_factor is None else torch.zeros((), dtype=torch.float64, device=device)
+
+
 def _grad(grad: Optional[Tensor], theta: Tensor, grad_scale: float) -> Tensor:
     return torch.zeros_like(theta) if grad is None else grad * grad_scale
 
@@ -45,8 +61,16 @@ def _update_fisher(f: Tensor, g: Tensor, fisher_a: float, fisher_b: float, clamp
 @torch.no_grad()
 def paper_step(params: Sequence[Tensor], grads: Sequence[Optional[Tensor]], offsets: Sequence[int],
                fisher: Tensor, omega: Tensor, theta_prev: Tensor, pending: Tensor, commit: bool,
-               grad_scale: float, fisher_a: float, fisher_b: float, clamp_square: bool, eps: float) -> None:
-    """Commit the gated pending term, update F, pending = -g d / (F d^2 / 2 + eps)."""
+               grad_scale: float, fisher_a: float, fisher_b: float, clamp_square: bool, eps: float,
+               mr_factor: Optional[Tensor] = None, parent_fisher: Optional[Tensor] = None,
+               parent_omega: Optional[Tensor] = None, parent_theta: Optional[Tensor] = None, l2: bool = True,
+               coef: float = 0.0) -> Optional[Tensor]:
+    """Commit the gated pending term, update F, pending = -g d / (F d^2 / 2 + eps).
+
+    With mr_factor (flat, like the state) and the parent buffers, also the MR gradient at the
+    updated parameters: its factors go to mr_factor and the MR sum (as `mr_forward`) is returned.
+    """
+    total = _mr_total(fisher.device, mr_factor)
     for theta, grad, sl in _pieces(params, grads, offsets):
         f, o, tp, pe = fisher[sl], omega[sl], theta_prev[sl], pending[sl]
         if commit:
@@ -57,13 +81,20 @@ def paper_step(params: Sequence[Tensor], grads: Sequence[Optional[Tensor]], offs
         den = (f * 0.5).mul_(d).mul_(d).add_(eps)
         torch.div((g * d).neg_(), den, out=pe)
         tp.copy_(theta)
+        if total is not None:
+            total += _mr_piece(theta, sl, parent_fisher, parent_omega, parent_theta, mr_factor[sl], l2, coef)
+    return total
 
 
 @torch.no_grad()
 def official_step(params: Sequence[Tensor], grads: Sequence[Optional[Tensor]], offsets: Sequence[int],
                   fisher: Tensor, omega: Tensor, theta_prev: Tensor, grad_scale: float, fisher_a: float,
-                  fisher_b: float, clamp_square: bool) -> None:
-    """Update F, then omega += 2 max(g d, 1e-15) / max(F d^2, 1e-20) (NaN -> 0)."""
+                  fisher_b: float, clamp_square: bool, mr_factor: Optional[Tensor] = None,
+                  parent_fisher: Optional[Tensor] = None, parent_omega: Optional[Tensor] = None,
+                  parent_theta: Optional[Tensor] = None, l2: bool = True, coef: float = 0.0) -> Optional[Tensor]:
+    """Update F, then omega += 2 max(g d, 1e-15) / max(F d^2, 1e-20) (NaN -> 0); MR fusion as
+    in `paper_step`."""
+    total = _mr_total(fisher.device, mr_factor)
     for theta, grad, sl in _pieces(params, grads, offsets):
         f, o, tp = fisher[sl], omega[sl], theta_prev[sl]
         g = _grad(grad, theta, grad_scale)
@@ -74,6 +105,9 @@ def official_step(params: Sequence[Tensor], grads: Sequence[Optional[Tensor]], o
         contribution = num.mul_(2.0).div_(den)
         o.add_(contribution.masked_fill_(torch.isnan(contribution), 0.0))
         tp.copy_(theta)
+        if total is not None:
+            total += _mr_piece(theta, sl, parent_fisher, parent_omega, parent_theta, mr_factor[sl], l2, coef)
+    return total
 
 
 @torch.no_grad()
@@ -83,10 +117,5 @@ def mr_forward(params: Sequence[Tensor], outs: Sequence[Optional[Tensor]], offse
     (F + Omega) * (d or sign d) * coef into outs[k] where given (outs may be empty)."""
     total = torch.zeros((), dtype=torch.float64, device=parent_fisher.device)
     for theta, out, sl in _pieces(params, list(outs) or [None] * len(params), offsets):
-        w = parent_fisher[sl] + parent_omega[sl]
-        d = theta - parent_theta[sl]
-        if out is not None:
-            out.copy_(w * (d if l2 else torch.sign(d)) * coef)
-        term = w * d * d if l2 else w * d.abs()
-        total += term.sum(dtype=torch.float64)
+        total += _mr_piece(theta, sl, parent_fisher, parent_omega, parent_theta, out, l2, coef)
     return total

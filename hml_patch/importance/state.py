@@ -34,6 +34,11 @@ Rules (`mode`, with the Fisher rule `fisher` defaulting to the mode's):
   ungated, with the code's sign. Stage end: F and Omega both sigmoid(log10 x - mean log10 x)
   (x clamped to FLOOR), Omega averaged with the previous parent Omega when there is one.
 
+MR penalty, two paths giving the same bits: `mr_penalty` (autograd, the reference) or
+`fused_mr_penalty` + `add_mr_gradient` (fused_mr.py: the importance pass of each step also
+prepares the next step's MR value and gradient factors; the gradient is added after the
+backward, before clipping).
+
 Checkpoints (`state_dict`): scalars plus {"params": {name: {buffer: tensor shaped like the
 parameter}}}, names without a DDP "module." prefix. The tensors are views of the flat
 buffers (torch.save writes each buffer once). theta_prev is not stored: after `after_step`
@@ -47,7 +52,8 @@ import torch
 from torch import Tensor, nn
 
 from hml_patch.importance import kernels
-from hml_patch.importance.penalty import mr_penalty
+from hml_patch.importance.fused_mr import MRFactors, add_to_gradients
+from hml_patch.importance.penalty import DISTANCES, mr_penalty
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +118,7 @@ class ImportanceState:
         self.stages_finished = 0
         self._snapshot_valid = False
         self._in_step = False
+        self._mr: Optional[MRFactors] = None
 
     @classmethod
     def from_module(cls, module: nn.Module, name_filter: Sequence[str], **kwargs) -> "ImportanceState":
@@ -161,6 +168,9 @@ class ImportanceState:
                     setattr(self, attr, getattr(self, attr).to(device))
         self._params = [p for _, p in named]
         self._snapshot_valid = False
+        if self._mr is not None:
+            self._mr.factor = self._mr.factor.to(device)
+            self._mr.value = None
 
     def _views(self, flat: Tensor) -> List[Tensor]:
         return [flat[o:o + math.prod(s)].view(s) for o, s in zip(self.offsets, self.shapes)]
@@ -175,6 +185,9 @@ class ImportanceState:
         """Call right before optimizer.step(): makes sure theta_prev holds the current parameters."""
         if self._in_step:
             raise RuntimeError("before_step() called twice without after_step()")
+        if self._mr is not None and self._mr.due:
+            raise RuntimeError("the fused MR gradient of this step was not added: call add_mr_gradient() after "
+                               "the backward pass (ImportanceHook.after_backward)")
         if not self._snapshot_valid:
             self._refresh_snapshot()
         self._in_step = True
@@ -208,21 +221,28 @@ class ImportanceState:
         params = [p.detach() for p in self._params]
         self.step_count += 1
         t = self.step_count
+        fusion = {} if self._mr is None else self._mr.kernel_kwargs(self.parent_fisher, self.parent_omega,
+                                                                     self.parent_theta)
+        total = None
         if self.mode == "paper":
             commit = self.has_pending and loss < self.prev_loss
-            kernels.implementation(self.device).paper_step(
+            total = kernels.implementation(self.device).paper_step(
                 params, self._grads(), self.offsets, self.fisher, self.omega_raw, self.theta_prev, self.pending,
-                commit, float(grad_scale), *self._fisher_args(t), self.eps)
+                commit, float(grad_scale), *self._fisher_args(t), self.eps, **fusion)
             self.committed_steps += int(commit)
             self.has_pending = True
             self.prev_loss = loss
         elif t == 1:  # the authors' code starts both F and Omega at the second iteration
             self._refresh_snapshot()
         else:
-            kernels.implementation(self.device).official_step(
+            total = kernels.implementation(self.device).official_step(
                 params, self._grads(), self.offsets, self.fisher, self.omega_raw, self.theta_prev,
-                float(grad_scale), *self._fisher_args(t - 1))
+                float(grad_scale), *self._fisher_args(t - 1), **fusion)
         self._snapshot_valid = True
+        if self._mr is not None:  # the next step's MR value and factors, or stale without a fused pass
+            self._mr.value = None
+            if total is not None:
+                self._mr.set_total(total)
 
     def _fisher_args(self, n: int) -> Tuple[float, float, bool]:
         """(a, b, clamp) of F = c a + F b for the n-th Fisher update of the stage."""
@@ -271,6 +291,7 @@ class ImportanceState:
         self.committed_steps = 0
         self.has_pending = False
         self.prev_loss = None
+        self._mr = None  # the parent changed; the next stage configures its own MR
         self.stages_finished += 1
         logger.info("importance stage %d finished (%s): %s", self.stages_finished, self.mode, stats)
         return stats
@@ -289,6 +310,40 @@ class ImportanceState:
             raise ValueError("mr_penalty() params must match the bound parameters' shapes")
         return mr_penalty(params, self.offsets, self.parent_fisher, self.parent_omega, self.parent_theta,
                           weight=weight, distance=distance)
+
+    def fused_mr_penalty(self, weight: float = 1.0, distance: str = "l2") -> Tensor:
+        """The value of `mr_penalty` (detached, float32 scalar); its gradient is added by
+        `add_mr_gradient`, which must run after this step's backward and before `before_step`.
+
+        From then on every `after_step` also prepares the next step's value and gradient
+        factors (fused_mr.py); otherwise (a stage's first step, after `bind` or a resume, another
+        weight or distance) this call computes them in one pass.
+        """
+        if not self.has_parent:
+            raise RuntimeError("fused_mr_penalty() needs a finished stage (finalize_stage or a loaded parent)")
+        if distance not in DISTANCES:
+            raise ValueError(f"unknown MR distance {distance!r}; expected one of {DISTANCES}")
+        if self._in_step:
+            raise RuntimeError("fused_mr_penalty() between before_step() and after_step()")
+        mr = self._mr
+        if mr is None or (mr.weight, mr.distance) != (float(weight), distance):
+            factor = mr.factor if mr is not None else torch.empty(self.num_params, device=self.device)
+            mr = self._mr = MRFactors(float(weight), distance, factor)
+        if mr.value is None:
+            mr.set_total(kernels.implementation(self.device).mr_forward(
+                [p.detach() for p in self._params], self._views(mr.factor), self.offsets, self.parent_fisher,
+                self.parent_omega, self.parent_theta, mr.l2, mr.coef()))
+        mr.due = True
+        return mr.value
+
+    @torch.no_grad()
+    def add_mr_gradient(self) -> None:
+        """Add the MR gradient that `fused_mr_penalty` left for this step to the parameters' gradients
+        (no-op when none is due). Call it on unscaled gradients, before clipping."""
+        if self._mr is None or not self._mr.due:
+            return
+        self._mr.due = False
+        add_to_gradients(self._params, self._views(self._mr.factor))
 
     def parameter_means(self) -> Dict[str, Dict[str, float]]:
         """Per parameter: the mean parent Fisher and Omega (for importance plots)."""
@@ -364,6 +419,7 @@ class ImportanceState:
         self.stages_finished = int(state["stages_finished"])
         self._snapshot_valid = False
         self._in_step = False
+        self._mr = None  # the parent may have changed; the next fused_mr_penalty() recomputes
 
 
 def _centred_log_sigmoid(x: Tensor) -> Tensor:
