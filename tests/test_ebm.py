@@ -260,3 +260,124 @@ def test_energy_gradients_are_clipped_on_their_own():
     assert torch.allclose(energy_params[0].grad, torch.tensor([3.0, 0.0, 4.0]), atol=1e-4)
     assert energy_params[1].grad is None
     assert torch.allclose(other.grad, torch.tensor([0.6, 0.8]), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------- the framework in runs
+SMALL = {"MODEL.ROI_RELATION_HEAD.FRAMEWORKS": "['EBM']", "EBM.NODE_DIM": 16, "EBM.EDGE_DIM": 16,
+         "EBM.POOLING_DIM": 16, "EBM.SAMPLER.ITERS": 2, "SEED": 0}
+
+
+def _opts(data_dir, out, max_iter=2, **extra):
+    return small_overrides(data_dir, str(out), max_iter, **{**SMALL, **extra})
+
+
+def test_gradient_routing_and_unchanged_inference(synthetic_data_dir, tmp_path):
+    from maskrcnn_benchmark.data import make_data_loader
+    from maskrcnn_benchmark.engine.framework import attach_frameworks, build_frameworks
+    from maskrcnn_benchmark.engine.relation_train import freeze_detector
+    from maskrcnn_benchmark.modeling.detector import build_detection_model
+
+    cfg = load_config(config_file("predcls"), _opts(synthetic_data_dir, tmp_path))
+    torch.manual_seed(0)
+    model = build_detection_model(cfg)
+    freeze_detector(model)
+    images, targets, _ = next(iter(make_data_loader(cfg, "train", False)))
+    test_images, test_targets, _ = next(iter(make_data_loader(cfg, "test", False)[0]))
+    model.eval()
+    with torch.no_grad():
+        plain = model(test_images, test_targets)
+    attach_frameworks(model, build_frameworks(cfg))
+    with torch.no_grad():
+        with_ebm = model(test_images, test_targets)
+    for a, b in zip(plain, with_ebm):
+        assert a.fields() == b.fields()
+        for field in a.fields():
+            assert torch.equal(a.get_field(field), b.get_field(field)), field
+
+    model.train()
+    losses = model(images, targets)
+    assert {"loss_ebm_cd", "loss_ebm_l2"} <= set(losses)
+    head = model.roi_heads.relation
+    predictor = [p for p in head.predictor.parameters() if p.requires_grad]
+    ebm = losses["loss_ebm_cd"] + losses["loss_ebm_l2"]
+    extra = torch.autograd.grad(ebm, predictor, retain_graph=True, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in extra), "no energy gradient reaches the predictor"
+    box = [p for p in head.box_feature_extractor.parameters()]
+    into_box = torch.autograd.grad(ebm, box, retain_graph=True, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in into_box)  # the release's no-op detach
+    sum(losses.values()).backward()
+    energy = head.framework_modules["EBM"]
+    assert all(p.grad is not None for p in energy.parameters())
+    frozen = [p for n, p in model.named_parameters() if n.startswith(("backbone", "rpn", "roi_heads.box"))]
+    assert frozen and all(p.grad is None for p in frozen)
+
+
+@pytest.mark.parametrize("mode", ["sgcls", "sgdet"])
+def test_object_states_are_sampled_in_sgcls_and_sgdet(synthetic_data_dir, tmp_path, mode, monkeypatch):
+    from training_frameworks.ebm.sampler import SGLDSampler as Sampler
+
+    seen = []
+    original = Sampler.sample
+
+    def spy(self, energy_model, graph, sample_nodes):
+        out = original(self, energy_model, graph, sample_nodes)
+        seen.append((sample_nodes, torch.equal(out.node_states, graph.node_states)))
+        return out
+
+    monkeypatch.setattr(Sampler, "sample", spy)
+    extra = {"MODEL.ROI_HEADS.DETECTIONS_PER_IMG": 6} if mode == "sgdet" else {"DTYPE": "bfloat16"}  # AMP too
+    ctx = setup(config_file(mode), _opts(synthetic_data_dir, tmp_path, 1, **extra))
+    model = train_with_frameworks(ctx.cfg, ctx)
+    assert seen and all(nodes and not same for nodes, same in seen)
+    assert any(k.startswith("roi_heads.relation.framework_modules.EBM") for k in model.state_dict())
+
+
+class Killer:
+    """A hook that interrupts training after iteration ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_backward(self, iteration, model):
+        pass
+
+    def before_step(self, iteration, model):
+        pass
+
+    def after_step(self, iteration, model, outcome):
+        if iteration == self.at:
+            raise KeyboardInterrupt
+
+
+def test_killed_run_resumes_bit_identically(synthetic_data_dir, tmp_path):
+    def run(out, hooks=()):
+        ctx = setup(config_file("predcls"), _opts(synthetic_data_dir, out, 4, **{"SOLVER.CHECKPOINT_PERIOD": 2}))
+        return train_with_frameworks(ctx.cfg, ctx, hooks=hooks)
+
+    reference = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", hooks=[Killer(3)])
+    assert open(tmp_path / "b" / "last_checkpoint").read().strip() == "model_0000002.pth"
+    run(tmp_path / "b")
+    resumed = load_checkpoint_file(str(tmp_path / "b" / "model_final.pth"))
+    expected = reference.state_dict()
+    assert resumed["model"].keys() == expected.keys()
+    assert any(k.startswith("roi_heads.relation.framework_modules.EBM") for k in expected)
+    for key, value in expected.items():
+        assert torch.equal(resumed["model"][key], value), key
+    log_a = open(tmp_path / "a" / "ebm_energies.json").read()
+    assert log_a == open(tmp_path / "b" / "ebm_energies.json").read() and log_a.count("iteration") == 4
+
+
+def test_two_ranks_train_identical_parameters(synthetic_data_dir, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           os.path.join(os.path.dirname(os.path.abspath(__file__)), "framework_dist_worker.py"),
+           config_file("predcls"), *_opts(synthetic_data_dir, out, 1)]
+    proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rank0, rank1 = (torch.load(out / f"rank{r}.pth", weights_only=True) for r in (0, 1))
+    energy_keys = [k for k in rank0 if k.startswith("roi_heads.relation.framework_modules.EBM")]
+    assert energy_keys and rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key

@@ -27,6 +27,7 @@ FRAMEWORK_RUNS = {
     "InverseFrequencyCE": {},
     "HierarchicalLoss:marginal": {"HIER.TREE": HIERARCHY_TREE, "HIER.FORM": "marginal"},
     "HierarchicalLoss:factorised": {"HIER.TREE": HIERARCHY_TREE, "HIER.FORM": "factorised"},
+    "EBM": {"EBM.NODE_DIM": 32, "EBM.EDGE_DIM": 32, "EBM.POOLING_DIM": 32, "EBM.SAMPLER.ITERS": 2},
 }
 
 
