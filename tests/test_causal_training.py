@@ -10,6 +10,7 @@ import torch
 
 from maskrcnn_benchmark.data import make_data_loader
 from maskrcnn_benchmark.engine.defaults import load_config
+from maskrcnn_benchmark.engine.relation_inference import relation_inference
 from maskrcnn_benchmark.engine.relation_train import freeze_detector
 from maskrcnn_benchmark.modeling.detector import build_detection_model
 from relation_tool_args import REPO, config_file, free_port, small_overrides
@@ -25,31 +26,41 @@ def _run(cmd, timeout=300):
     return proc
 
 
-def _recalls(folder):
-    metrics = json.load(open(os.path.join(folder, "inference", "synthetic_vg_test", "metrics.json")))
+def _recalls(metrics):
     assert metrics["num_images_evaluated"] > 0
     return metrics["metrics"]["R@K"]["50"], metrics["metrics"]["mR@K"]["50"]
 
 
 def test_tools_train_causal_motifs_and_test_each_effect(synthetic_data_dir, tmp_path):
-    out = str(tmp_path / "train")
+    """Train and test TDE with the tools; the other effects on the same weights in this process
+    (the test tool's own functions, without three more start-ups)."""
+    out, tde = str(tmp_path / "train"), str(tmp_path / "TDE")
     _run([sys.executable, os.path.join(REPO, "tools", "relation_train_net.py"), "--config-file", CONFIG,
           "--skip-test", *small_overrides(synthetic_data_dir, out, 4)])
     weights = os.path.join(out, "model_final.pth")
-    averages = torch.load(weights, weights_only=True)["model"]
-    assert torch.count_nonzero(averages["roi_heads.relation.predictor.context_layer.untreated_edg_feat"]) > 0
+    state = torch.load(weights, weights_only=True)["model"]
+    assert torch.count_nonzero(state["roi_heads.relation.predictor.context_layer.untreated_edg_feat"]) > 0
+    _run([sys.executable, os.path.join(REPO, "tools", "relation_test_net.py"), "--config-file", CONFIG,
+          *small_overrides(synthetic_data_dir, tde, 4, **{"MODEL.WEIGHT": weights, EFFECT: "TDE"})])
+    with open(os.path.join(tde, "inference", "synthetic_vg_test", "metrics.json")) as f:
+        tool_tde = _recalls(json.load(f))
+
+    cfg = load_config(CONFIG, small_overrides(synthetic_data_dir, str(tmp_path / "in_process"), 4))
+    model = build_detection_model(cfg)
+    model.load_state_dict(state)
+    model.eval()
+    loader = make_data_loader(cfg, "test")[0]
+    predictor = model.roi_heads.relation.predictor
     recalls = {}
     for effect in ("none", "TDE", "NIE", "TE"):
-        folder = str(tmp_path / effect)
-        _run([sys.executable, os.path.join(REPO, "tools", "relation_test_net.py"), "--config-file", CONFIG,
-              *small_overrides(synthetic_data_dir, folder, 4, **{"MODEL.WEIGHT": weights, EFFECT: effect,
-                                                                  "TEST.SAVE_PREDICTIONS": True})])
-        recalls[effect] = _recalls(folder)
-    assert recalls["TDE"] != recalls["none"]
+        predictor.effect_type = effect
+        recalls[effect] = _recalls(relation_inference(cfg, model, loader, "synthetic_vg_test", torch.device("cpu")))
+    assert recalls["TDE"] == tool_tde and recalls["TDE"] != recalls["none"]
     # NIE is identically 0 in PredCls: every predicate gets the uniform softmax 1 / 19.
-    predictions = torch.load(os.path.join(str(tmp_path / "NIE"), "inference", "synthetic_vg_test", "predictions.pth"),
-                             weights_only=True)
-    scores = torch.cat([p["rel_scores"] for p in predictions])
+    predictor.effect_type = "NIE"
+    images, targets, _ = next(iter(loader))
+    with torch.no_grad():
+        scores = torch.cat([r.get_field("pred_rel_scores") for r in model(images, targets)])
     assert scores.numel() > 0 and torch.allclose(scores, torch.full_like(scores, 1 / 19))
 
 
