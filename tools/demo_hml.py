@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from typing import Dict, List, Sequence
@@ -33,6 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from hml_patch.plots import load_stage_reports, plot_importance_per_layer, plot_per_predicate_recall  # noqa: E402
+from maskrcnn_benchmark.engine.study import StudyRun, run_study, summarize_metrics  # noqa: E402
 from maskrcnn_benchmark.data.datasets.synthetic_vg import (SyntheticWorldConfig, format_report,  # noqa: E402
                                                           make_synthetic_vg)
 
@@ -86,14 +86,6 @@ def ensure_dataset(data_dir: str, num_images: int, seed: int) -> None:
     print(format_report(make_synthetic_vg(data_dir, num_images, seed, SyntheticWorldConfig())))
 
 
-def metrics_file(out: str, name: str, dataset: str = TEST_DATASET) -> str:
-    return os.path.join(out, name, "inference", dataset, "metrics.json")
-
-
-def finished(out: str, name: str) -> bool:
-    return all(os.path.isfile(metrics_file(out, name, dataset)) for dataset in (TEST_DATASET, TRUTH_DATASET))
-
-
 def command(args: argparse.Namespace, name: str) -> List[str]:
     return [sys.executable, os.path.join(REPO, "tools", "relation_train_net.py"), "--config-file", CONFIG,
             "DATASETS.DATA_DIR", args.data_dir, "OUTPUT_DIR", os.path.join(args.out, name),
@@ -104,52 +96,10 @@ def command(args: argparse.Namespace, name: str) -> List[str]:
             *run_overrides(name, args.iters), *args.opts]
 
 
-def train_all(args: argparse.Namespace) -> Dict[str, float]:
-    """Train the runs without metrics, ``args.parallel`` at a time, one thread each; fail on the first error.
-
-    Returns the wall-clock seconds of each run trained now."""
-    pending = [name for name in RUNS if not finished(args.out, name)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    running: Dict[str, tuple] = {}
-    seconds: Dict[str, float] = {}
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            name = pending.pop(0)
-            os.makedirs(os.path.join(args.out, name), exist_ok=True)
-            log_path = os.path.join(args.out, name, "train.log")
-            log = open(log_path, "w")
-            running[name] = (subprocess.Popen(command(args, name), stdout=log, stderr=subprocess.STDOUT, env=env),
-                             log, time.perf_counter())
-            logger.info("Training %s (log: %s)", LABELS[name], log_path)
-        time.sleep(1.0)
-        for name, (process, log, start) in list(running.items()):
-            if process.poll() is None:
-                continue
-            log.close()
-            del running[name]
-            if process.returncode != 0:
-                for other, _, _ in running.values():
-                    other.kill()
-                raise RuntimeError(f"{LABELS[name]} failed (exit {process.returncode}); see "
-                                   f"{os.path.join(args.out, name, 'train.log')}")
-            seconds[name] = round(time.perf_counter() - start, 1)
-            logger.info("%s finished in %.0f s", LABELS[name], seconds[name])
-    return seconds
-
-
-def summarize(metrics: Dict, coarse: Sequence[str], fine: Sequence[str]) -> Dict[str, float]:
-    """R@K, mR@K, Mean@K, HR@K, mHR@K, and the mean per-predicate R@K of the coarse and of the fine predicates."""
-    rows = metrics["metrics"]
-    summary = {}
-    for key in ("R", "mR", "Mean", "HR", "mHR"):
-        for k in KS:
-            summary[f"{key}@{k}"] = float(rows[f"{key}@K"][k])
-    names = metrics["per_predicate"]["names"]
-    for group, members in (("coarse", coarse), ("fine", fine)):
-        for k in KS:
-            recalls = [r for name, r in zip(names, metrics["per_predicate"]["mR"][k]) if name in members]
-            summary[f"{group}_mR@{k}"] = sum(recalls) / len(recalls)
-    return summary
+def study_runs(args: argparse.Namespace) -> List[StudyRun]:
+    """The four runs, in the order they are trained."""
+    return [StudyRun(key=(name,), out_dir=os.path.join(args.out, name), command=tuple(command(args, name)),
+                     datasets=(TEST_DATASET, TRUTH_DATASET)) for name in RUNS]
 
 
 # (header, split, key) of the table's columns
@@ -174,21 +124,19 @@ def main(argv: Sequence[str]) -> int:
     start = time.perf_counter()
     args.data_dir, args.out = os.path.abspath(args.data_dir), os.path.abspath(args.out)
     ensure_dataset(args.data_dir, args.num_images, args.seed)
-    seconds = train_all(args)
+    runs = study_runs(args)
+    run_study(runs, args.parallel, logger)
 
     with open(HIERARCHY_TREE) as f:
         parents = json.load(f)["parents"]
-    metrics, truth = {}, {}
-    for name in RUNS:
-        with open(metrics_file(args.out, name)) as f:
-            metrics[name] = json.load(f)
-        with open(metrics_file(args.out, name, TRUTH_DATASET)) as f:
-            truth[name] = json.load(f)
+    metrics = {run.key[0]: run.metrics(TEST_DATASET) for run in runs}
+    truth = {run.key[0]: run.metrics(TRUTH_DATASET) for run in runs}
+    seconds = {run.key[0]: run.seconds() for run in runs}
     names = metrics[RUNS[0]]["per_predicate"]["names"]
     fine = [name for name in names if name in parents]
     coarse = [name for name in names if name not in parents]
-    results = {name: {"annotated": summarize(metrics[name], coarse, fine), "truth": summarize(truth[name], coarse, fine)}
-               for name in RUNS}
+    results = {name: {"annotated": summarize_metrics(metrics[name], coarse, fine),
+                      "truth": summarize_metrics(truth[name], coarse, fine)} for name in RUNS}
     print(f"PredCls on {args.data_dir}, {args.predictor}, {args.iters} iterations per method; annotated = "
           f"{TEST_DATASET}, truth = {TRUTH_DATASET}; coarse/fine truth = mean truth R@50 of the "
           f"{len(coarse)} coarse / {len(fine)} fine predicates (the generator's hierarchy); values in %")
@@ -204,8 +152,8 @@ def main(argv: Sequence[str]) -> int:
                                                                                "importance_per_layer.png")),
     }
     logger.info("Plots: %s", ", ".join(plots.values()))
-    entries = {name: {**results[name]["annotated"], "truth": results[name]["truth"],
-                      "run_seconds": seconds.get(name)} for name in RUNS}
+    entries = {name: {**results[name]["annotated"], "truth": results[name]["truth"], "run_seconds": seconds[name]}
+               for name in RUNS}
     final = {**entries, "hml": entries[RECOMMENDED], "hml_mode": RECOMMENDED,
              "seconds": round(time.perf_counter() - start, 1)}
     print(json.dumps(final))
