@@ -11,9 +11,10 @@ class SyntheticPSGConfig:
     - ``image_long_side=160``: small images, fast to render, to train the relation head on
       and to classify on a CPU.
     - ``val_fraction=0.2``, ``test_fraction=0.2``: val and test large enough that every one
-      of the 56 relation types occurs in each (the CE7454 grader divides by every class's count).
+      of the 56 relation types is planned in each once a split has 56 relation slots (the CE7454
+      grader divides by every class's count).
     - ``min_rels=1``, ``max_rels=4``: about the relation density of PSG (5.6 per image) scaled down.
-    - ``tail_steepness=1.0``: a long tail over the 56 predicates (head/tail count ratio ~56).
+    - ``tail_steepness=1.0``: a long tail over the 56 predicates (head/tail weight ratio 56).
     - ``duplicate_prob``, ``second_predicate_prob``: PSG repeats some triplets and gives some
       pairs two predicates; the loader's dedup and one-predicate-per-pair rules need both.
     """
