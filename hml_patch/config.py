@@ -64,7 +64,7 @@ def add_hml_config(cfg: CN) -> None:
     cfg.HML.EPS = 1e-8  # denominator term of the path integral (Eq. 9)
     cfg.HML.PARAM_FILTER = list(DEFAULT_PARAM_FILTER)  # prefixes of the MR parameters' names in the predictor
     # Add MR's gradient from the importance pass's buffers after the backward instead of through
-    # autograd: the same training bits, without the penalty's per-step forward/backward pass.
+    # autograd: the same training up to float rounding, without the penalty's forward/backward pass.
     cfg.HML.FUSED_MR_GRAD = True
     # The authors' settings used in official mode (their key names).
     cfg.HML.OFFICIAL = CN()

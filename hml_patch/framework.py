@@ -36,7 +36,7 @@ class StageTerms:
             the student's MR parameters.
         mr_weight, mr_distance: the MR factor (beta in paper mode) and "l2" / "abs".
         fused_mr: ``loss_mr`` is a detached value whose gradient the importance hook adds after
-            the backward (``HML.FUSED_MR_GRAD``, the same bits), else the autograd penalty.
+            the backward (``HML.FUSED_MR_GRAD``; equal up to float rounding), else the autograd penalty.
     """
 
     def __init__(self, teacher: TeacherLogits, cr_loss: CRLoss, cr_weight: float, importance: ImportanceState,

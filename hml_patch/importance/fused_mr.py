@@ -12,7 +12,11 @@ step, so the next forward only reports the value (detached) and, after its backw
 factors are added to the parameters' gradients (the trainer's ``after_backward`` hook: AMP
 gradients already unscaled, DDP gradients already averaged, before clipping). Where no pass
 prepared them (a stage's first step, after ``bind`` or a resume), ``mr_forward`` computes
-them: the same float32 arithmetic and the same summation order, so both give the same bits.
+them: the same float32 arithmetic and summation order, so value and factors equal the
+autograd path's bit for bit, and so does the gradient of a parameter whose loss gradient is
+one term. Where autograd sums several terms (a weight used at every LSTM step; DDP's
+average) it adds MR's somewhere in that sum and the fused path adds it last: the same up to
+float rounding.
 """
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence

@@ -34,7 +34,8 @@ Rules (`mode`, with the Fisher rule `fisher` defaulting to the mode's):
   ungated, with the code's sign. Stage end: F and Omega both sigmoid(log10 x - mean log10 x)
   (x clamped to FLOOR), Omega averaged with the previous parent Omega when there is one.
 
-MR penalty, two paths giving the same bits: `mr_penalty` (autograd, the reference) or
+MR penalty, two paths giving the same result up to float rounding (fused_mr.py says where it
+is bit for bit): `mr_penalty` (autograd, the reference) or
 `fused_mr_penalty` + `add_mr_gradient` (fused_mr.py: the importance pass of each step also
 prepares the next step's MR value and gradient factors; the gradient is added after the
 backward, before clipping).
