@@ -6,9 +6,10 @@
    torch.utils.cpp_extension.load (nvcc + ninja; no pip install needed).
 2. Element-wise check on random data (NaN, inf, zero and missing gradients, a tensor
    larger than one work chunk): paper and official steps and the MR penalty with its
-   gradient, CUDA kernels vs the PyTorch reference on the same GPU and vs the CPU kernels;
-   then a whole ImportanceState run (stage 1, finalize, stage 2 with MR) on the GPU,
-   compiled vs reference. Everything must be bit-identical (the MR sum: rel. 1e-12).
+   gradient, and both steps fused with the MR gradient (HML.FUSED_MR_GRAD), CUDA kernels vs
+   the PyTorch reference on the same GPU and vs the CPU kernels; then a whole ImportanceState
+   run (stage 1, finalize, stage 2 with MR through autograd and fused) on the GPU, compiled vs
+   reference. Everything must be bit-identical (the MR sum: rel. 1e-12).
 3. Times the update at the MOTIFS size on the GPU (benchmarks/importance_update.py).
 The last line is one JSON object: "cuda_equal", "mismatches", then the timing keys.
 The exit status is 1 when anything differs.
@@ -82,6 +83,16 @@ def kernel_mismatches(native) -> dict:
             total = impl.mr_forward(params, outs, offsets, pf, po, pt, l2, 0.25)
             out[f"mr_grad_l2{int(l2)}"] = [o.reshape(-1) for o in outs]
             out[f"mr_value_l2{int(l2)}"] = float(total)
+            mr = {"parent_fisher": pf, "parent_omega": po, "parent_theta": pt, "l2": l2, "coef": 0.25}
+            bufs, factor = [t.clone() for t in state], torch.empty_like(state[0])
+            total = impl.paper_step(params, grads, offsets, *bufs, True, 0.37, 0.5, 0.5, True, 1e-8,
+                                    mr_factor=factor, **mr)
+            out[f"paper_fused_l2{int(l2)}"] = bufs + [factor]
+            out[f"mr_value_paper_fused_l2{int(l2)}"] = float(total)
+            bufs, factor = [t.clone() for t in state[:3]], torch.empty_like(state[0])
+            total = impl.official_step(params, grads, offsets, *bufs, 0.8, 0.5, 0.5, True, mr_factor=factor, **mr)
+            out[f"official_fused_l2{int(l2)}"] = bufs + [factor]
+            out[f"mr_value_official_fused_l2{int(l2)}"] = float(total)
         runs[name] = out
     for other in ("torch_cuda", "cpu"):
         for key, value in runs["cuda"].items():
@@ -93,8 +104,8 @@ def kernel_mismatches(native) -> dict:
     return counts
 
 
-def state_run(backend: str, mode: str) -> dict:
-    """Stage 1, finalize, stage 2 with MR, on a small MLP on the GPU."""
+def state_run(backend: str, mode: str, fused: bool) -> dict:
+    """Stage 1, finalize, stage 2 with MR (autograd or fused), on a small MLP on the GPU."""
     torch.manual_seed(0)
     results = {}
     with forced_backend(backend):
@@ -113,8 +124,10 @@ def state_run(backend: str, mode: str) -> dict:
                 opt.zero_grad()
                 loss = torch.nn.functional.cross_entropy(model(x), y)
                 if stage == 1:
-                    loss = loss + state.mr_penalty(0.5, "l2" if mode == "paper" else "abs")
+                    penalty = state.fused_mr_penalty if fused else state.mr_penalty
+                    loss = loss + penalty(0.5, "l2" if mode == "paper" else "abs")
                 loss.backward()
+                state.add_mr_gradient()
                 state.before_step()
                 opt.step()
                 state.after_step(loss.item())
@@ -137,9 +150,11 @@ def main() -> None:
     print(f"kernels: {source}; device: {torch.cuda.get_device_name()}", flush=True)
     counts = kernel_mismatches(kernels.native_module())
     for mode in ("paper", "official"):
-        native_run, torch_run = state_run("native", mode), state_run("torch", mode)
+        native_run, torch_run = state_run("native", mode, False), state_run("torch", mode, False)
+        fused_run = state_run("native", mode, True)
         for key in native_run:
             counts[f"state_{mode}_{key}"] = mismatches(native_run[key], torch_run[key])
+            counts[f"state_{mode}_fused_{key}"] = mismatches(fused_run[key], native_run[key])
     equal = not any(counts.values())
     print(f"element-wise: {'all equal' if equal else 'MISMATCH'}", flush=True)
     timing = importance_update.run_benchmark(importance_update.parse_args(
