@@ -14,8 +14,7 @@ check, backward, gradient clipping (SOLVER.GRAD_NORM_CLIP), SGD step (``make_opt
   stage-2 class weights, CR and MR come from ``StagePlan`` (paper mode by default, tree
   ``frequency:10``: the 10 most frequent predicates are the old classes) and every step runs
   the stages' ``ImportanceHook`` around the optimizer step (and after the backward, where it adds the
-  fused MR gradient: ``HML.FUSED_MR_GRAD``, default True; pass ``HML.FUSED_MR_GRAD False`` for the
-  autograd penalty).
+  fused MR gradient: pass ``HML.FUSED_MR_GRAD True``; the default is the autograd penalty).
 
 The two variants alternate step by step (A B A B ...), warm-up steps excluded; medians over
 ``--steps``. Besides the timings, inline timers around the teacher forward, the CR and MR

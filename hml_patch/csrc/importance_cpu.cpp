@@ -5,7 +5,6 @@
 // of threads.
 #include <omp.h>
 
-#include <type_traits>
 #include <vector>
 
 #include "importance.h"
@@ -77,82 +76,6 @@ void official_range(const Segment& seg, int64_t begin, int64_t end, const StateB
   }
 }
 
-// Calls f(std::true_type) or f(std::false_type): a run-time flag as a template constant.
-template <typename F>
-void with_flag(bool flag, F&& f) {
-  if (flag) f(std::true_type{});
-  else f(std::false_type{});
-}
-
-// One step's update of elements [begin, end) (update(i)) fused with the MR gradient at the
-// updated parameters; the lanes and their order are those of mr_range, so the returned sum
-// equals mr_forward's partial of the same piece bit for bit.
-template <bool kL2, typename Update>
-double fused_mr_range(const float* __restrict__ param, int64_t offset, int64_t begin, int64_t end,
-                      const MRFusion& mr, Update update) {
-  const float* __restrict__ pf = mr.parent.fisher + offset;
-  const float* __restrict__ po = mr.parent.omega + offset;
-  const float* __restrict__ pt = mr.parent.theta + offset;
-  float* __restrict__ factor = mr.factor + offset;
-  const float coef = mr.coef;
-  double lanes[kLanes] = {};
-  int64_t i = begin;
-#pragma GCC ivdep
-  for (; i + kLanes <= end; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      update(i + j);
-      lanes[j] += mr_term(param[i + j], pf[i + j], po[i + j], pt[i + j], kL2);
-      factor[i + j] = mr_grad_factor(param[i + j], pf[i + j], po[i + j], pt[i + j], kL2, coef);
-    }
-  }
-  for (; i < end; ++i) {
-    update(i);
-    lanes[0] += mr_term(param[i], pf[i], po[i], pt[i], kL2);
-    factor[i] = mr_grad_factor(param[i], pf[i], po[i], pt[i], kL2, coef);
-  }
-  double sum = 0.0;
-  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
-  return sum;
-}
-
-template <typename Update>
-double fused_mr_task(const float* param, int64_t offset, const Task& t, const MRFusion& mr, Update update) {
-  return mr.l2 ? fused_mr_range<true>(param, offset, t.begin, t.end, mr, update)
-               : fused_mr_range<false>(param, offset, t.begin, t.end, mr, update);
-}
-
-template <bool kHasGrad, bool kCommit, bool kClamp>
-double paper_mr_task(const Segment& seg, const Task& t, const StateBuffers& buf, const PaperArgs& a,
-                     const MRFusion& mr) {
-  const float* param = seg.param;
-  const float* grad = seg.grad;
-  float* fisher = buf.fisher + seg.offset;
-  float* omega = buf.omega + seg.offset;
-  float* theta_prev = buf.theta_prev + seg.offset;
-  float* pending = buf.pending + seg.offset;
-  PaperArgs args = a;
-  args.commit = kCommit;
-  args.fisher.clamp_square = kClamp;
-  return fused_mr_task(param, seg.offset, t, mr, [&](int64_t i) {
-    paper_element(kHasGrad ? grad[i] : 0.0f, param[i], fisher[i], omega[i], theta_prev[i], pending[i], args);
-  });
-}
-
-template <bool kHasGrad, bool kClamp>
-double official_mr_task(const Segment& seg, const Task& t, const StateBuffers& buf, const FisherArgs& a,
-                        const MRFusion& mr) {
-  const float* param = seg.param;
-  const float* grad = seg.grad;
-  float* fisher = buf.fisher + seg.offset;
-  float* omega = buf.omega + seg.offset;
-  float* theta_prev = buf.theta_prev + seg.offset;
-  FisherArgs args = a;
-  args.clamp_square = kClamp;
-  return fused_mr_task(param, seg.offset, t, mr, [&](int64_t i) {
-    official_element(kHasGrad ? grad[i] : 0.0f, param[i], fisher[i], omega[i], theta_prev[i], args);
-  });
-}
-
 template <bool kHasGrad, bool kCommit>
 void paper_task(const Segment& seg, const Task& t, const StateBuffers& buf, const PaperArgs& a) {
   if (a.fisher.clamp_square) paper_range<kHasGrad, kCommit, true>(seg, t.begin, t.end, buf, a);
@@ -193,47 +116,34 @@ double mr_range(const MRSegment& seg, int64_t begin, int64_t end, const ParentBu
   return sum;
 }
 
+// The MR gradient fused into a step's task: mr_range over the chunk the step just updated
+// (still in cache), its factors into the flat buffer; mr_forward's partial of the same piece.
+double mr_piece(const Segment& seg, const Task& t, const MRFusion& mr) {
+  const MRSegment piece{seg.param, mr.factor + seg.offset, seg.offset, seg.numel};
+  return mr.l2 ? mr_range<true, true>(piece, t.begin, t.end, mr.parent, mr.coef)
+               : mr_range<false, true>(piece, t.begin, t.end, mr.parent, mr.coef);
+}
+
 }  // namespace
 
 void paper_step_cpu(const Segment* segs, int64_t num_segs, const StateBuffers& buf, const PaperArgs& a,
                     const MRFusion& mr, double* partials, int num_threads) {
-  if (mr.factor != nullptr) {
-    for_each_task(segs, num_segs, num_threads, [&](int64_t k, const Task& t, const Segment& seg) {
-      with_flag(seg.grad != nullptr, [&](auto has_grad) {
-        with_flag(a.commit, [&](auto commit) {
-          with_flag(a.fisher.clamp_square, [&](auto clamp) {
-            partials[k] = paper_mr_task<decltype(has_grad)::value, decltype(commit)::value,
-                                        decltype(clamp)::value>(seg, t, buf, a, mr);
-          });
-        });
-      });
-    });
-    return;
-  }
-  for_each_task(segs, num_segs, num_threads, [&](int64_t, const Task& t, const Segment& seg) {
+  for_each_task(segs, num_segs, num_threads, [&](int64_t k, const Task& t, const Segment& seg) {
     const bool has_grad = seg.grad != nullptr;
     if (has_grad && a.commit) paper_task<true, true>(seg, t, buf, a);
     else if (has_grad) paper_task<true, false>(seg, t, buf, a);
     else if (a.commit) paper_task<false, true>(seg, t, buf, a);
     else paper_task<false, false>(seg, t, buf, a);
+    if (mr.factor != nullptr) partials[k] = mr_piece(seg, t, mr);
   });
 }
 
 void official_step_cpu(const Segment* segs, int64_t num_segs, const StateBuffers& buf, const FisherArgs& a,
                        const MRFusion& mr, double* partials, int num_threads) {
-  if (mr.factor != nullptr) {
-    for_each_task(segs, num_segs, num_threads, [&](int64_t k, const Task& t, const Segment& seg) {
-      with_flag(seg.grad != nullptr, [&](auto has_grad) {
-        with_flag(a.clamp_square, [&](auto clamp) {
-          partials[k] = official_mr_task<decltype(has_grad)::value, decltype(clamp)::value>(seg, t, buf, a, mr);
-        });
-      });
-    });
-    return;
-  }
-  for_each_task(segs, num_segs, num_threads, [&](int64_t, const Task& t, const Segment& seg) {
+  for_each_task(segs, num_segs, num_threads, [&](int64_t k, const Task& t, const Segment& seg) {
     if (seg.grad != nullptr) official_task<true>(seg, t, buf, a);
     else official_task<false>(seg, t, buf, a);
+    if (mr.factor != nullptr) partials[k] = mr_piece(seg, t, mr);
   });
 }
 
