@@ -27,6 +27,8 @@ FRAMEWORK_RUNS = {
     "InverseFrequencyCE": {},
     "HierarchicalLoss:marginal": {"HIER.TREE": HIERARCHY_TREE, "HIER.FORM": "marginal"},
     "HierarchicalLoss:factorised": {"HIER.TREE": HIERARCHY_TREE, "HIER.FORM": "factorised"},
+    "LSKD:iterative": {"LSKD.STRATEGY": "iterative", "LSKD.REFRESH_PERIOD": 1},
+    "LSKD:synchronous": {"LSKD.STRATEGY": "synchronous", "LSKD.WARMUP_ITERS": 1},
     "EBM": {"EBM.NODE_DIM": 32, "EBM.EDGE_DIM": 32, "EBM.POOLING_DIM": 32, "EBM.SAMPLER.ITERS": 2},
 }
 
