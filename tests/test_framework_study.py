@@ -13,21 +13,51 @@ sys.path.insert(0, f"{REPO}/tools")
 import framework_study  # noqa: E402
 
 
+def config_of(command):
+    """The config a relation tool's argv loads (flags such as --skip-test and --test left out)."""
+    start = command.index("--config-file")
+    opts = [item for item in command[start + 2:] if item not in ("--skip-test", "--test")]
+    return load_config(command[start + 1], opts)
+
+
 def test_every_method_builds_a_valid_config(tmp_path):
-    args = framework_study.parse_args(["--methods", *framework_study.METHODS, "--seeds", "0", "3",
+    args = framework_study.parse_args(["--all", "--seeds", "0", "3", "--modes", "predcls", "sgcls",
+                                       "--predictors", "MotifPredictor", "VCTreePredictor",
                                        "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
     runs = framework_study.study_runs(args)
-    assert len(runs) == 2 * len(framework_study.METHODS)
+    assert len(runs) == 2 * 2 * 2 * len(framework_study.METHODS)
     for run in runs:
         seed, mode, predictor, method = run.key
         assert run.out_dir == str(tmp_path / "out" / seed / mode / predictor / method)
-        config_file = run.command[run.command.index("--config-file") + 1]
-        cfg = load_config(config_file, list(run.command[run.command.index("--config-file") + 2:]))
+        cfg = config_of(run.command)
         assert cfg.OUTPUT_DIR == run.out_dir and cfg.SOLVER.MAX_ITER == 300
         assert cfg.DATASETS.TEST == ("synthetic_vg_test", "synthetic_vg_test_truth")
+        assert cfg.MODEL.ROI_RELATION_HEAD.USE_GT_OBJECT_LABEL == (mode == "predcls")
         assert all(name in TRAINING_FRAMEWORKS for name in framework_names(cfg))
+        if method == "causal_tde":
+            assert cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR == "CausalAnalysisPredictor"
+            assert cfg.MODEL.ROI_RELATION_HEAD.CAUSAL.CONTEXT_LAYER == {"MotifPredictor": "motifs",
+                                                                       "VCTreePredictor": "vctree"}[predictor]
+        else:
+            assert cfg.MODEL.ROI_RELATION_HEAD.PREDICTOR == predictor
+        # D3's threshold is chosen on val after training, then the model is tested with it
+        tuned = framework_study.METHODS[method].tune_threshold
+        assert ("--skip-test" in run.command) == tuned and len(run.then) == int(tuned)
+        if tuned:
+            tune = run.then[0]
+            assert tune[1].endswith("tune_refine_threshold.py") and "--test" in tune
+            assert config_of(tune) == cfg
     hml = next(r for r in runs if r.key[3] == "hml_paper")
     assert "[100, 200]" in hml.command
+    lskd = config_of(next(r for r in runs if r.key[3] == "lskd_iterative").command)
+    assert lskd.LSKD.REFRESH_PERIOD == 30
+
+
+def test_the_main_job_and_its_recommendation():
+    args = framework_study.parse_args([])
+    assert args.methods == list(framework_study.MAIN_JOB) and args.seeds == [0]
+    assert framework_study.RECOMMENDED in framework_study.MAIN_JOB
+    assert "ebm" not in framework_study.MAIN_JOB  # only with --all: it alone would take the 10-minute budget
 
 
 def test_unknown_method_is_an_error(capsys):

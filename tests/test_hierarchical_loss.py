@@ -318,21 +318,29 @@ def test_stacks_with_hml_stages(synthetic_data_dir, tmp_path):
 
 def test_threshold_tool_matches_the_evaluation_at_each_tau(synthetic_data_dir, tmp_path):
     """tools/tune_refine_threshold.py re-scores recorded logits; each tau's numbers equal an evaluation of the
-    model with that tau, and the best row is the one with the highest target metric."""
+    model with that tau, the best row is the one with the highest target metric, and --test then writes the
+    test split's metrics of the model at that tau."""
     opts = _overrides(synthetic_data_dir, tmp_path, 3, form="factorised",
                       **{"TEST.RELATION.PREDICATE_TREE": SYNTHETIC_TREE, "HIER.TUNE_GRID": "(0.0, 1.0)",
                          "HIER.TUNE_METRIC": "HR@50"})
     ctx = setup(config_file("predcls"), opts)
     model = train_with_frameworks(ctx.cfg, ctx)
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "tune_refine_threshold.py"), "--config-file",
-                           config_file("predcls"), *opts], cwd=REPO, env=ENV, capture_output=True, text=True,
+                           config_file("predcls"), "--test", *opts], cwd=REPO, env=ENV, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.load(open(tmp_path / "inference" / "synthetic_vg_val" / "refine_threshold.json"))
     assert [row["tau"] for row in report["grid"]] == [0.0, 1.0]
     assert report["best"] == max(report["grid"], key=lambda row: row["HR@50"])
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["best_tau"] == report["best_tau"]
+    printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"best_tau"')]
+    assert printed[-1]["best_tau"] == report["best_tau"]
+    test_name = ctx.cfg.DATASETS.TEST[0]
+    tested = json.load(open(tmp_path / "inference" / test_name / "metrics.json"))["metrics"]
     scorer = model.roi_heads.relation.post_processor.relation_scores
+    scorer.tau = report["best_tau"]
+    expected = relation_inference(ctx.cfg, model, make_data_loader(ctx.cfg, "test", False)[0], test_name,
+                                  ctx.device)["metrics"]
+    assert {key: tested[key] for key in ("R@K", "mR@K", "HR@K")} == {key: expected[key] for key in ("R@K", "mR@K", "HR@K")}
     loader = make_data_loader(ctx.cfg, "val", False)[0]
     for row in report["grid"]:
         scorer.tau = row["tau"]

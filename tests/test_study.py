@@ -33,9 +33,25 @@ def test_runs_are_trained_once_and_their_seconds_kept(tmp_path):
 
 
 def test_a_failure_names_the_run_and_its_log(tmp_path):
-    with pytest.raises(RuntimeError, match=r"b/1 failed \(exit 3\); see .*b/1/train.log"):
+    with pytest.raises(RuntimeError, match=r"b/1 failed \(exit 3\) in command 1 of 1; see .*b/1/train.log"):
         run_study([fake_run(tmp_path, "b", 0), fake_run(tmp_path, "b", 1, fail=True)], parallel=1, logger=LOGGER,
                   poll_s=0.05)
+
+
+def test_follow_up_commands_run_in_order_and_a_failed_one_reruns_the_run(tmp_path):
+    first = fake_run(tmp_path, "c", 0)
+    trace = tmp_path / "trace.txt"
+    step = (sys.executable, "-c", f"open({str(trace)!r}, 'a').write('then;')")
+    fail = (sys.executable, "-c", "import sys; sys.exit(4)")
+    broken = StudyRun(first.key, first.out_dir, first.command, first.datasets, then=(step, fail))
+    with pytest.raises(RuntimeError, match=r"c/0 failed \(exit 4\) in command 3 of 3"):
+        run_study([broken], parallel=1, logger=LOGGER, poll_s=0.05)
+    assert os.path.isfile(broken.metrics_file("test")) and not broken.finished()  # metrics alone do not finish it
+    fixed = StudyRun(first.key, first.out_dir, first.command, first.datasets, then=(step, step))
+    run_study([fixed], parallel=1, logger=LOGGER, poll_s=0.05)
+    assert fixed.finished() and trace.read_text() == "then;then;then;"
+    run_study([fixed], parallel=1, logger=LOGGER, poll_s=0.05)
+    assert trace.read_text() == "then;then;then;"
 
 
 def test_aggregation_and_table():

@@ -1,6 +1,6 @@
 """Choose the hierarchical loss's D3 refine threshold tau on the validation split.
 
-    python tools/tune_refine_threshold.py --config-file CONFIG [KEY VALUE ...]
+    python tools/tune_refine_threshold.py --config-file CONFIG [--test] [KEY VALUE ...]
 
 The config is the training run's (MODEL.ROI_RELATION_HEAD.FRAMEWORKS with
 "HierarchicalLoss", HIER.*). The model loads as in tools/relation_test_net.py
@@ -9,8 +9,9 @@ DATASETS.VAL; every image's relation logits are kept and re-scored for each tau 
 HIER.TUNE_GRID, each scoring evaluated by the benchmark's evaluator (set
 TEST.RELATION.PREDICATE_TREE for HR@50). The best tau for HIER.TUNE_METRIC (HR@50,
 F@50 or Mean@50 on the annotated val split; the first on ties) goes with every tau's
-numbers to OUTPUT_DIR/inference/<val set>/refine_threshold.json and to stdout; test
-with it by passing HIER.REFINE_THRESHOLD to tools/relation_test_net.py. One process.
+numbers to OUTPUT_DIR/inference/<val set>/refine_threshold.json and to stdout. With
+--test the model is then tested with that tau on DATASETS.TEST, as tools/relation_test_net.py
+does with HIER.REFINE_THRESHOLD set to it (what tools/framework_study.py runs after training). One process.
 """
 import json
 import os
@@ -26,7 +27,7 @@ from maskrcnn_benchmark.data.datasets.evaluation.vg.evaluator import build_sgg_e
 from maskrcnn_benchmark.engine.defaults import default_argument_parser, setup
 from maskrcnn_benchmark.engine.framework import prepare_for_testing
 from maskrcnn_benchmark.engine.inference_loop import run_inference
-from maskrcnn_benchmark.engine.relation_train import build_relation_model
+from maskrcnn_benchmark.engine.relation_train import build_relation_model, evaluate_relation_model
 from maskrcnn_benchmark.utils.atomic_io import atomic_path
 from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer, unwrap_model
 from training_frameworks.hierarchical_loss import HierarchicalScores
@@ -68,7 +69,9 @@ def at_50(metrics: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def main() -> None:
-    args = default_argument_parser("Tune the hierarchical loss's refine threshold on DATASETS.VAL").parse_args()
+    parser = default_argument_parser("Tune the hierarchical loss's refine threshold on DATASETS.VAL")
+    parser.add_argument("--test", action="store_true", help="then test DATASETS.TEST with the chosen tau")
+    args = parser.parse_args()
     ctx = setup(args.config_file, args.opts, args.local_rank)
     cfg = ctx.cfg
     if cfg.HIER.TUNE_METRIC not in TUNE_METRICS:
@@ -112,6 +115,14 @@ def main() -> None:
     with atomic_path(os.path.join(folder, "refine_threshold.json")) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=1)
     print(json.dumps({"best_tau": best["tau"], "metric": metric, "value": best[metric], "dataset": name}))
+    if args.test:
+        scorer.tau = best["tau"]
+        cfg.defrost()
+        cfg.HIER.REFINE_THRESHOLD = best["tau"]
+        cfg.DATASETS.TO_TEST = "test"
+        cfg.freeze()
+        ctx.logger.info("Testing %s with the chosen tau %.3f", ", ".join(cfg.DATASETS.TEST), best["tau"])
+        evaluate_relation_model(cfg, model, ctx)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Studies: many ``tools/relation_train_net.py`` runs, run in parallel, resumable, summarised in one table.
 
-A study is a list of :class:`StudyRun` (one training command each, with the folder it
-writes). ``run_study`` trains the runs whose test metrics are missing, ``parallel`` at a
-time with one thread each, and records each run's wall-clock seconds in its folder, so a
-study stopped half-way continues where it was and still reports every run's cost.
+A study is a list of :class:`StudyRun` (a training command, optionally followed by more
+commands such as a threshold tuning and a test, with the folder it writes). ``run_study``
+trains the unfinished runs, ``parallel`` at a time with one thread each, and records each
+run's wall-clock seconds in its folder once its last command succeeded, so a study stopped
+half-way continues where it was and still reports every run's cost.
 ``aggregate`` gives mean, min and max over seeds; ``markdown_table`` formats them.
 """
 from __future__ import annotations
@@ -25,18 +26,27 @@ SECONDS_FILE = "run_seconds.json"
 @dataclass(frozen=True)
 class StudyRun:
     """One training run: ``key`` names it (e.g. seed, mode, predictor, method), ``out_dir`` is its
-    OUTPUT_DIR, ``command`` its argv, ``datasets`` the test sets whose metrics mark it finished."""
+    OUTPUT_DIR, ``command`` its training argv, ``then`` the argvs run after it in order (e.g. tune
+    a threshold, test with it), ``datasets`` the test sets whose metrics it must write. It is
+    finished when those metrics exist and, for a run with follow-up commands, when the seconds
+    file written after its last command exists (a kill between commands re-runs them all)."""
 
     key: Tuple[str, ...]
     out_dir: str
     command: Tuple[str, ...]
     datasets: Tuple[str, ...]
+    then: Tuple[Tuple[str, ...], ...] = ()
+
+    @property
+    def commands(self) -> Tuple[Tuple[str, ...], ...]:
+        return (self.command, *self.then)
 
     def metrics_file(self, dataset: str) -> str:
         return os.path.join(self.out_dir, "inference", dataset, "metrics.json")
 
     def finished(self) -> bool:
-        return all(os.path.isfile(self.metrics_file(d)) for d in self.datasets)
+        metrics = all(os.path.isfile(self.metrics_file(d)) for d in self.datasets)
+        return metrics and (not self.then or os.path.isfile(os.path.join(self.out_dir, SECONDS_FILE)))
 
     def metrics(self, dataset: str) -> Dict:
         with open(self.metrics_file(dataset)) as f:
@@ -53,14 +63,15 @@ class StudyRun:
 
 def run_study(runs: Sequence[StudyRun], parallel: int, logger: logging.Logger,
               env: Optional[Mapping[str, str]] = None, poll_s: float = 1.0) -> None:
-    """Train every unfinished run, ``parallel`` at a time (one thread each); the first failure stops
-    the others and raises, naming the run and its log."""
+    """Train every unfinished run, ``parallel`` at a time (one thread each), each run's commands one
+    after the other into its ``train.log``; the first failure stops the others and raises, naming
+    the run and its log."""
     pending = [run for run in runs if not run.finished()]
     skipped = len(runs) - len(pending)
     if skipped:
         logger.info("%d of %d runs are finished already", skipped, len(runs))
     env = dict(os.environ if env is None else env, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    running: Dict[StudyRun, tuple] = {}
+    running: Dict[StudyRun, list] = {}  # run -> [process, log, start time, index of its command]
     done = 0
     while pending or running:
         while pending and len(running) < parallel:
@@ -69,19 +80,27 @@ def run_study(runs: Sequence[StudyRun], parallel: int, logger: logging.Logger,
             log_path = os.path.join(run.out_dir, "train.log")
             log = open(log_path, "w")
             process = subprocess.Popen(list(run.command), stdout=log, stderr=subprocess.STDOUT, env=env)
-            running[run] = (process, log, time.perf_counter())
+            running[run] = [process, log, time.perf_counter(), 0]
             logger.info("Training %s (log: %s)", "/".join(run.key), log_path)
         time.sleep(poll_s)
-        for run, (process, log, start) in list(running.items()):
+        for run, (process, log, start, index) in list(running.items()):
             if process.poll() is None:
+                continue
+            if process.returncode != 0:
+                log.close()
+                del running[run]
+                for other in running.values():
+                    other[0].kill()
+                raise RuntimeError(f"{'/'.join(run.key)} failed (exit {process.returncode}) in command "
+                                   f"{index + 1} of {len(run.commands)}; see {os.path.join(run.out_dir, 'train.log')}")
+            if index + 1 < len(run.commands):
+                log.flush()
+                running[run][0] = subprocess.Popen(list(run.commands[index + 1]), stdout=log,
+                                                   stderr=subprocess.STDOUT, env=env)
+                running[run][3] = index + 1
                 continue
             log.close()
             del running[run]
-            if process.returncode != 0:
-                for other, _, _ in running.values():
-                    other.kill()
-                raise RuntimeError(f"{'/'.join(run.key)} failed (exit {process.returncode}); see "
-                                   f"{os.path.join(run.out_dir, 'train.log')}")
             seconds = round(time.perf_counter() - start, 1)
             with atomic_path(os.path.join(run.out_dir, SECONDS_FILE)) as tmp, open(tmp, "w") as f:
                 json.dump({"seconds": seconds}, f)
