@@ -4,7 +4,8 @@ Each sets the relation loss's class weights once, before training; the loss is t
 benchmark's weighted cross-entropy (PyTorch's weighted mean). Counts are the training
 relations per predicate of the dataset statistics (``fg_matrix``, the training split as
 the loader filters it). ``REWEIGHT.CB_GAMMA 0.999`` and ``REWEIGHT.BG_WEIGHT 1.0``
-match HML's class-balanced CE, so "ClassBalancedCE" is HML's one-stage ``list:*`` loss.
+match HML's class-balanced CE, so "ClassBalancedCE" has the formula of HML's one-stage ``list:*``
+loss; HML counts the annotated relations of its stage's images instead.
 """
 from __future__ import annotations
 
