@@ -94,6 +94,8 @@ METHODS: Dict[str, Method] = {
                                    "LSKD.STRATEGY", "synchronous", "LSKD.WARMUP_ITERS", str(iters // 25)])(iters)),
     "hierarchical": Method("Hierarchical loss", "relation_R_18_FPN_{mode}.yaml", HIERARCHICAL, tune_threshold=True),
     "ebm": Method("EBM", "relation_R_18_FPN_{mode}.yaml", _frameworks("EBM")),
+    "ebm_fixes": Method("EBM, three fixes", "relation_R_18_FPN_{mode}.yaml", _frameworks("EBM", extra=[
+        "EBM.BN_EVAL_DURING_SAMPLING", "True", "EBM.POSITIVE_PAIRS", "sampled", "EBM.STATE_NORM", "softmax"])),
     "hml_paper": Method("HML paper", "relation_R_18_FPN_{mode}.yaml", _hml("paper")),
     "hml_official": Method("HML official", "relation_R_18_FPN_{mode}.yaml", _hml("official")),
     "hml_paper+hierarchical": Method("HML paper + hierarchical", "relation_R_18_FPN_{mode}.yaml",
