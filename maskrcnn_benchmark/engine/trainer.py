@@ -248,6 +248,8 @@ def do_train(model: torch.nn.Module, data_loader: Any, optimizer: torch.optim.Op
     _align_scheduler(scheduler, start_iter, logger)
     if start_iter >= max_iter:
         logger.info("Training already reached iteration %d of %d; nothing to do", start_iter, max_iter)
+        if start_iter == max_iter:
+            checkpointer.restore_final("model_final")  # when a kill or full disk cut its write short
         return TrainSummary(start_iter, False, None, 0.0)
 
     trainable: List[Tuple[str, torch.nn.Parameter]] = [(n, p) for n, p in model.named_parameters()

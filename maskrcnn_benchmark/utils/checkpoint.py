@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
 from typing import Any, Dict, Mapping, Optional
 
 import torch
@@ -138,6 +139,31 @@ class Checkpointer:
                                                   f"{self._last_saved()} is intact") from err
         self.tag_last_checkpoint(save_file)
         return save_file
+
+    def restore_final(self, name: str = "model_final") -> Optional[str]:
+        """Write a missing ``<name>.pth`` as a copy of the checkpoint ``last_checkpoint`` names, and point
+        ``last_checkpoint`` at it; return its path (None when it exists, or nothing is saved here).
+
+        For a run stopped inside the write of its final checkpoint (SIGKILL, a full disk) after the
+        periodic checkpoint of the same, last iteration: the trainer writes both from the same state,
+        so the copy is the file the finished run would have left.
+        """
+        if not self.save_dir or not self.save_to_disk:
+            return None
+        final = os.path.join(self.save_dir, f"{name}.pth")
+        last = self.get_checkpoint_file()
+        if os.path.isfile(final) or not last:
+            return None
+        self.logger.warning("%s is missing (the run stopped while writing it); writing it from %s, the "
+                            "checkpoint of the same iteration", final, last)
+        try:
+            with atomic_path(final) as tmp:
+                shutil.copyfile(last, tmp)
+        except OSError as err:
+            raise CheckpointWriteError(err.errno, f"Could not write checkpoint {final} ({err}); {last} is "
+                                                  f"intact") from err
+        self.tag_last_checkpoint(final)
+        return final
 
     def _last_saved(self) -> str:
         """What ``last_checkpoint`` names now, for error messages."""

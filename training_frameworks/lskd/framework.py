@@ -25,6 +25,7 @@ from maskrcnn_benchmark.engine.trainer import StepOutcome, TrainHook
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.relation_head import RelationBatch, ROIRelationHead
 from maskrcnn_benchmark.utils.checkpoint import unwrap_model
 from maskrcnn_benchmark.utils.comm import is_main_process
+from maskrcnn_benchmark.utils.finite import NonFiniteStateError
 
 from .aux_head import AuxiliaryLogitHead, LayerInputs
 from .config import LSKDSettings
@@ -120,6 +121,7 @@ class LSKDFramework(TrainingFramework):
         teacher_logits = None
         if self.settings.strategy == "synchronous":
             aux_logits = self._aux_logits()
+            self.check_teacher_logits(aux_logits, batch, iteration)
             losses["loss_lskd_aux"] = self.settings.aux_loss_weight * F.cross_entropy(aux_logits.float(), labels)
             teacher_logits = aux_logits
         alpha = self.alpha_at(iteration)
@@ -127,6 +129,7 @@ class LSKDFramework(TrainingFramework):
             return losses
         if teacher_logits is None:
             teacher_logits = self.progress.teacher(batch)
+            self.check_teacher_logits(teacher_logits, batch, iteration)
         logits = torch.cat(list(batch.rel_logits), dim=0)
         hard = hard_targets(batch, logits.shape[1], self.settings.multi_gt)
         s = self.settings
@@ -134,6 +137,22 @@ class LSKDFramework(TrainingFramework):
                                                 s.tau, s.lsd_support, s.kd_form,
                                                 self.head.loss_evaluator.rel_class_weights)
         return losses
+
+    def check_teacher_logits(self, teacher_logits: torch.Tensor, batch: RelationBatch, iteration: int) -> None:
+        """Raise :class:`NonFiniteStateError` when the logits the soft targets come from hold NaN / Inf while
+        the student's own logits are finite: the snapshot's or the auxiliary head's state went non-finite.
+        (Non-finite inputs, which reach the student too, are left to the trainer's loss check.)"""
+        if bool(torch.isfinite(teacher_logits).all()) or \
+                not all(bool(torch.isfinite(logits).all()) for logits in batch.rel_logits):
+            return
+        if self.settings.strategy == "iterative":
+            refreshed = self.progress.refreshes[-1] if self.progress.refreshes else None
+            source = f"the snapshot teacher (lskd.teacher, refreshed at iteration {refreshed})"
+        else:
+            source = f"the auxiliary head (roi_heads.relation.framework_modules.{self.name})"
+        raise NonFiniteStateError(f"LS-KD soft targets hold NaN or Inf at iteration {iteration}: the logits of "
+                                  f"{source} are not finite, the student's are. Training stopped before the "
+                                  f"step; nothing of this iteration was saved")
 
     def train_hooks(self) -> List[TrainHook]:
         return [_LSKDHook(self)]
