@@ -51,6 +51,8 @@ def test_every_method_builds_a_valid_config(tmp_path):
     assert "[100, 200]" in hml.command
     lskd = config_of(next(r for r in runs if r.key[3] == "lskd_iterative").command)
     assert lskd.LSKD.REFRESH_PERIOD == 30
+    lskd = config_of(next(r for r in runs if r.key[3] == "lskd_synchronous").command)
+    assert lskd.LSKD.WARMUP_ITERS == 12
 
 
 def test_the_main_job_and_its_recommendation():
