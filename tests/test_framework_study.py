@@ -66,3 +66,18 @@ def test_unknown_method_is_an_error(capsys):
     with pytest.raises(SystemExit):
         framework_study.parse_args(["--methods", "no_such"])
     assert "unknown method 'no_such'" in capsys.readouterr().err
+
+
+def test_seed_margins_compare_with_the_best_other_single_framework():
+    def value(mean, coarse):
+        return {"truth": {"Mean@50": mean, "coarse_mR@50": coarse}}
+    methods = {"ce": (0.3, 1.0), "hierarchical": (0.85, 0.9), "hml_paper": (0.87, 1.0),
+               "hml_paper+hierarchical": (0.9, 0.7)}
+    runs = [framework_study.StudyRun(("seed1", "predcls", "MotifPredictor", m), "", (), ()) for m in methods]
+    values = {run.key: value(*methods[run.key[3]]) for run in runs}
+    _, margins = framework_study.seed_margins(runs, values)
+    combo = margins["seed1/predcls/MotifPredictor/hml_paper+hierarchical"]
+    assert combo["best_other_single"] == "hml_paper"  # a combination is not a single framework
+    assert combo["margin"] == pytest.approx(0.03) and combo["coarse_share_of_ce"] == pytest.approx(0.7)
+    single = margins["seed1/predcls/MotifPredictor/hierarchical"]
+    assert single["best_other_single"] == "hml_paper" and single["margin"] == pytest.approx(-0.02)
