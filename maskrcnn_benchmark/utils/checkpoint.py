@@ -17,7 +17,7 @@ import logging
 import os
 import pickle
 import shutil
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
 
@@ -131,12 +131,7 @@ class Checkpointer:
             return None
         save_file = os.path.join(self.save_dir, f"{name}.pth")
         self.logger.info("Saving checkpoint to %s", save_file)
-        try:
-            with atomic_path(save_file) as tmp:
-                torch.save(data, tmp)
-        except OSError as err:
-            raise CheckpointWriteError(err.errno, f"Could not write checkpoint {save_file} ({err}); "
-                                                  f"{self._last_saved()} is intact") from err
+        self._write_atomically(save_file, lambda tmp: torch.save(data, tmp))
         self.tag_last_checkpoint(save_file)
         return save_file
 
@@ -156,14 +151,19 @@ class Checkpointer:
             return None
         self.logger.warning("%s is missing (the run stopped while writing it); writing it from %s, the "
                             "checkpoint of the same iteration", final, last)
-        try:
-            with atomic_path(final) as tmp:
-                shutil.copyfile(last, tmp)
-        except OSError as err:
-            raise CheckpointWriteError(err.errno, f"Could not write checkpoint {final} ({err}); {last} is "
-                                                  f"intact") from err
+        self._write_atomically(final, lambda tmp: shutil.copyfile(last, tmp))
         self.tag_last_checkpoint(final)
         return final
+
+    def _write_atomically(self, path: str, write: Callable[[str], Any]) -> None:
+        """``write(tmp)`` then rename to ``path``; an OSError (a full disk) becomes a CheckpointWriteError
+        that names the checkpoint still intact."""
+        try:
+            with atomic_path(path) as tmp:
+                write(tmp)
+        except OSError as err:
+            raise CheckpointWriteError(err.errno, f"Could not write checkpoint {path} ({err}); "
+                                                  f"{self._last_saved()} is intact") from err
 
     def _last_saved(self) -> str:
         """What ``last_checkpoint`` names now, for error messages."""
