@@ -347,3 +347,25 @@ def test_threshold_tool_matches_the_evaluation_at_each_tau(synthetic_data_dir, t
         metrics = relation_inference(ctx.cfg, model, loader, "synthetic_vg_val", ctx.device)["metrics"]
         assert {key: row[key.replace("@K", "@50")] for key in ("R@K", "mR@K", "HR@K")} == \
             {key: metrics[key]["50"] for key in ("R@K", "mR@K", "HR@K")}
+
+
+def test_run_reports_of_the_hierarchical_loss_and_the_reweighting_it_stacks_on(synthetic_data_dir, tmp_path):
+    """The runner writes each framework's report after the last iteration: the weights the loss used,
+    the form and layer weights, and the last iteration's loss terms (what the trainer logged)."""
+    logged = []
+
+    class LastLosses(TrainHook):
+        def after_step(self, iteration, model, outcome):
+            logged.append(dict(outcome.losses))
+
+    opts = _overrides(synthetic_data_dir, tmp_path, 2, **{
+        "MODEL.ROI_RELATION_HEAD.FRAMEWORKS": "['ClassBalancedCE', 'HierarchicalLoss']"})
+    ctx = setup(config_file("predcls"), opts)
+    model = train_with_frameworks(ctx.cfg, ctx, hooks=[LastLosses()])
+    weights = json.load(open(tmp_path / "reweighting_report.json"))
+    hier = json.load(open(tmp_path / "hierarchical_loss_report.json"))
+    assert weights["framework"] == "ClassBalancedCE" and hier["framework"] == "HierarchicalLoss"
+    assert weights["class_weights"] == model.roi_heads.relation.loss_evaluator.rel_class_weights.tolist()
+    assert hier["form"] == "marginal" and hier["class_weights_from_another_framework"] is True
+    assert len(hier["layer_weights"]) == 2 and hier["refine_threshold"] == 0.5
+    assert weights["final_losses"] == hier["final_losses"] == logged[-1] and len(logged) == 2

@@ -320,7 +320,8 @@ def test_stacks_with_hml_stages(synthetic_data_dir, tmp_path):
     assert [r["stage"] for r in result.reports] == [1, 2]
     head = result.model.roi_heads.relation
     assert head.loss_evaluator.rel_class_weights is not None and len(head.loss_hooks) == 2
-    assert load_report(tmp_path)["refresh_iterations"] == [1]  # the last stage's (OUTPUT_DIR's report)
+    for stage in ("stage1", "stage2"):  # each stage's run writes its own report
+        assert load_report(tmp_path / stage)["refresh_iterations"] == [1]
 
 
 def test_settings_are_checked(synthetic_data_dir, tmp_path):

@@ -16,6 +16,10 @@ What a framework may do, each optional (the defaults change nothing):
   terms or add its own. ``batch`` is the ``RelationBatch`` the head saw.
 * ``train_hooks()``: ``TrainHook`` callbacks inside every iteration.
 * ``state()``: objects with ``state_dict`` / ``load_state_dict`` kept in checkpoints.
+* ``report(outcome)``: with ``report_file`` set, a JSON-able summary of the run (settings,
+  what the framework did, the last iteration's loss terms) written to
+  ``<output dir>/<report_file>`` after the last iteration of each training run (each
+  stage's run under a planner).
 * ``run(runner)``: a multi-stage framework runs its own plan; ``runner`` trains
   one stage with every stacked framework's hooks (``FrameworkRunner.train``).
 
@@ -24,17 +28,21 @@ frameworks that claim the same part cannot be stacked, and the error names both.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence
 
 import torch
 
 from maskrcnn_benchmark.modeling.registry import Registry
+from maskrcnn_benchmark.utils.atomic_io import atomic_path
 from maskrcnn_benchmark.utils.checkpoint import unwrap_model
+from maskrcnn_benchmark.utils.comm import is_main_process
 
 from .defaults import RunContext
 from .relation_train import build_relation_model, train_relation_model
-from .trainer import TrainHook
+from .trainer import StepOutcome, TrainHook
 
 TRAINING_FRAMEWORKS = Registry("training framework (MODEL.ROI_RELATION_HEAD.FRAMEWORKS)")
 
@@ -52,6 +60,7 @@ class TrainingFramework:
 
     name: str = ""
     claims: FrozenSet[str] = frozenset()
+    report_file: str = ""  # e.g. "lskd_report.json"; empty = no run report
 
     @classmethod
     def from_config(cls, cfg, statistics: Mapping[str, Any]) -> "TrainingFramework":
@@ -70,9 +79,30 @@ class TrainingFramework:
     def state(self) -> Dict[str, Any]:
         return {}
 
+    def report(self, outcome: StepOutcome) -> Dict[str, Any]:
+        """The run report (see ``report_file``), given the last iteration's outcome."""
+        return {"framework": self.name, "final_losses": dict(outcome.losses)}
+
     def run(self, runner: "FrameworkRunner") -> torch.nn.Module:
         """Train; single-run frameworks leave this to the runner."""
         return runner.train(runner.cfg)
+
+
+class RunReportHook(TrainHook):
+    """Writes ``report(outcome)`` as JSON to ``path`` (atomically, main process) after the optimizer
+    step of ``max_iter``."""
+
+    def __init__(self, path: str, max_iter: int, report: Callable[[StepOutcome], Dict[str, Any]]) -> None:
+        self.path = path
+        self.max_iter = max_iter
+        self.report = report
+
+    def after_step(self, iteration: int, model: torch.nn.Module, outcome: StepOutcome) -> None:
+        if iteration != self.max_iter or not is_main_process():
+            return
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with atomic_path(self.path) as tmp, open(tmp, "w") as f:
+            json.dump(self.report(outcome), f, indent=1)
 
 
 def framework_names(cfg) -> List[str]:
@@ -151,7 +181,11 @@ class FrameworkRunner:
         """
         model = model if model is not None else build_relation_model(cfg, self.ctx)
         attach_frameworks(model, self.frameworks)
-        all_hooks = list(hooks) + [hook for f in self.frameworks for hook in f.train_hooks()] + self.extra_hooks
+        folder = output_dir if output_dir is not None else cfg.OUTPUT_DIR
+        reports = [RunReportHook(os.path.join(folder, f.report_file), cfg.SOLVER.MAX_ITER, f.report)
+                   for f in self.frameworks if f.report_file and folder]
+        all_hooks = (list(hooks) + [hook for f in self.frameworks for hook in f.train_hooks()] + reports
+                     + self.extra_hooks)
         state = dict(extra_state or {})
         for framework in self.frameworks:
             for key, obj in framework.state().items():

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from maskrcnn_benchmark.engine.framework import TRAINING_FRAMEWORKS, TrainingFramework
+from maskrcnn_benchmark.engine.trainer import StepOutcome
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.loss import RelationLossComputation
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.relation_head import RelationBatch
 from maskrcnn_benchmark.structures.predicate_hierarchy import PredicateHierarchy
@@ -35,6 +36,7 @@ class HierarchicalLoss(TrainingFramework):
 
     name = "HierarchicalLoss"
     claims = frozenset({"relation_loss", "relation_scores"})
+    report_file = "hierarchical_loss_report.json"
 
     def __init__(self, layout: TreeLayout, form: str, layer_weights: Tuple[float, float], tau: float,
                  in_layer_weights: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> None:
@@ -69,6 +71,14 @@ class HierarchicalLoss(TrainingFramework):
             self.head = relation.framework_modules[self.name]
         self.loss_evaluator = relation.loss_evaluator
         relation.post_processor.relation_scores = HierarchicalScores(self.layout, self.tau, self.head)
+
+    def report(self, outcome: StepOutcome) -> Dict[str, Any]:
+        """Form, layer weights, the training tau (tools/tune_refine_threshold.py chooses the test one) and
+        the last iteration's loss terms."""
+        return {"framework": self.name, "form": self.form, "layer_weights": list(self.layer_weights),
+                "in_layer_class_balanced": self.in_layer_weights is not None, "refine_threshold": self.tau,
+                "class_weights_from_another_framework": getattr(self.loss_evaluator, "rel_class_weights", None)
+                is not None, "final_losses": dict(outcome.losses)}
 
     def log_probs(self, logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(log P1, log P2)`` of the configured form for (N, R) predictor logits."""

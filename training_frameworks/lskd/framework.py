@@ -11,9 +11,7 @@ weights of the LS-KD loss (``loss.py``).
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -24,7 +22,6 @@ from maskrcnn_benchmark.engine.framework import TRAINING_FRAMEWORKS, TrainingFra
 from maskrcnn_benchmark.engine.trainer import StepOutcome, TrainHook
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.relation_head import RelationBatch, ROIRelationHead
 from maskrcnn_benchmark.utils.checkpoint import unwrap_model
-from maskrcnn_benchmark.utils.comm import is_main_process
 from maskrcnn_benchmark.utils.finite import NonFiniteStateError
 
 from .aux_head import AuxiliaryLogitHead, LayerInputs
@@ -72,18 +69,17 @@ class LSKDFramework(TrainingFramework):
 
     Args:
         settings: the ``LSKD.*`` keys.
-        max_iter: SOLVER.MAX_ITER (the linear alpha schedule's T; the report is written there).
+        max_iter: SOLVER.MAX_ITER (the linear alpha schedule's T).
         refresh_period: iterations between snapshots (iterative), one epoch when LSKD.REFRESH_PERIOD is 0.
-        output_dir: where ``lskd_report.json`` goes.
     """
 
     claims = frozenset({"relation_loss"})
+    report_file = REPORT_FILE
 
-    def __init__(self, settings: LSKDSettings, max_iter: int, refresh_period: int, output_dir: str = "") -> None:
+    def __init__(self, settings: LSKDSettings, max_iter: int, refresh_period: int) -> None:
         self.settings = settings
         self.max_iter = max_iter
         self.refresh_period = refresh_period
-        self.output_dir = output_dir
         self.progress = LSKDProgress()
         self.inputs = LayerInputs()
         self.head: Optional[ROIRelationHead] = None
@@ -99,7 +95,7 @@ class LSKDFramework(TrainingFramework):
         period = settings.refresh_period
         if settings.strategy == "iterative" and period == 0:
             period = epoch_iterations(cfg)
-        return cls(settings, int(cfg.SOLVER.MAX_ITER), period, cfg.OUTPUT_DIR)
+        return cls(settings, int(cfg.SOLVER.MAX_ITER), period)
 
     # ------------------------------------------------------------------ interface
     def prepare(self, model: torch.nn.Module) -> None:
@@ -175,16 +171,12 @@ class LSKDFramework(TrainingFramework):
 
     def finish_step(self, iteration: int, outcome: StepOutcome) -> None:
         """After each optimizer step: count it, refresh the snapshot every ``refresh_period`` iterations
-        (not at the last one, which no step would use), write the report at ``max_iter``."""
+        (not at the last one, which no step would use); the runner writes ``report`` at the end."""
         self.progress.iteration = iteration
         if (self.progress.teacher is not None and iteration % self.refresh_period == 0
                 and iteration < self.max_iter):
             self.progress.teacher.refresh(self.head)
             self.progress.refreshes.append(iteration)
-        if iteration == self.max_iter and is_main_process() and self.output_dir:
-            os.makedirs(self.output_dir, exist_ok=True)
-            with open(os.path.join(self.output_dir, REPORT_FILE), "w") as f:
-                json.dump(self.report(outcome), f, indent=1)
 
     def report(self, outcome: StepOutcome) -> Dict[str, Any]:
         """Settings, when distillation ran, and the last iteration's loss terms (mean over ranks)."""

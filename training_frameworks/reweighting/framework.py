@@ -9,12 +9,13 @@ loss; HML counts the annotated relations of its stage's images instead.
 """
 from __future__ import annotations
 
-from typing import Any, List, Mapping
+from typing import Any, Dict, List, Mapping
 
 import torch
 
 from maskrcnn_benchmark.config.config_node import CfgNode as CN
 from maskrcnn_benchmark.engine.framework import TRAINING_FRAMEWORKS, TrainingFramework
+from maskrcnn_benchmark.engine.trainer import StepOutcome
 from maskrcnn_benchmark.modeling.roi_heads.relation_head.loss import (class_balanced_weights,
                                                                       inverse_frequency_weights)
 from maskrcnn_benchmark.utils.checkpoint import unwrap_model
@@ -44,9 +45,15 @@ class _Reweighting(TrainingFramework):
     """Sets ``weights`` as the relation loss's class weights of every model it prepares."""
 
     claims = frozenset({"class_weights"})
+    report_file = "reweighting_report.json"
 
     def __init__(self, weights: torch.Tensor) -> None:
         self.weights = weights
+
+    def report(self, outcome: StepOutcome) -> Dict[str, Any]:
+        """The class weights (index = predicate id, 0 = background) and the last iteration's loss terms."""
+        return {"framework": self.name, "class_weights": [float(w) for w in self.weights],
+                "final_losses": dict(outcome.losses)}
 
     def prepare(self, model: torch.nn.Module) -> None:
         unwrap_model(model).roi_heads.relation.loss_evaluator.rel_class_weights = self.weights
