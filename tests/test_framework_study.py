@@ -81,3 +81,5 @@ def test_seed_margins_compare_with_the_best_other_single_framework():
     assert combo["margin"] == pytest.approx(0.03) and combo["coarse_share_of_ce"] == pytest.approx(0.7)
     single = margins["seed1/predcls/MotifPredictor/hierarchical"]
     assert single["best_other_single"] == "hml_paper" and single["margin"] == pytest.approx(-0.02)
+    alone = [run for run in runs if run.key[3] == "ce"]  # nothing to compare with: no row, no error
+    assert framework_study.seed_margins(alone, values)[1] == {}

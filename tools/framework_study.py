@@ -240,6 +240,8 @@ def seed_margins(runs: Sequence[StudyRun], values: Dict) -> Tuple[str, Dict]:
             if "ce" not in same:
                 continue
             others = [m for m in same if m != method and "+" not in m]
+            if not others:
+                continue
             mine = values[run.key]["truth"]["Mean@50"]
             best_other = max(others, key=lambda m: same[m]["truth"]["Mean@50"])
             margin = mine - same[best_other]["truth"]["Mean@50"]
